@@ -436,6 +436,10 @@ class Projection:
         Whether the step and the residual fell below the tolerance.
     sharpness_active
         Whether the constraint ``S <= 2/eta`` was active.
+    gap
+        Relative gap ``(lambda_1 - lambda_2) / |lambda_1|`` of the top Hessian eigenvalues at
+        ``theta`` (``inf`` in one dimension). ``M`` is smooth only where it is positive; a run
+        that does not converge usually ends near a crossing, where it is small.
     """
 
     theta: np.ndarray
@@ -443,18 +447,23 @@ class Projection:
     residual: float
     converged: bool
     sharpness_active: bool
+    gap: float
 
 
-def _constraints(ev: _Evaluator, theta: np.ndarray, eta: float):
-    """Values and gradients of ``c1 = grad L . u`` and ``c2 = S - 2/eta``.
+def _constraints(ev: _Evaluator, theta: np.ndarray, eta: float, ref: np.ndarray | None = None):
+    """``c1 = grad L . u``, ``c2 = S - 2/eta``, their gradients, a scale, ``u`` and the gap.
 
     ``grad c1 = lambda_1 u + D^3 L[u, v]`` with ``v = (lambda_1 I - H)^+ grad L`` (the
     derivative of the eigenvector, ``du = (lambda_1 I - H)^+ dH u``); ``grad c2 = D^3 L[u, u]``.
-    The bilinear ``D^3 L[u, v]`` comes from the quadratic form by polarisation.
+    The bilinear ``D^3 L[u, v]`` comes from the quadratic form by polarisation. The sign of
+    ``u`` (hence of ``c1``) is chosen with ``u . ref >= 0``, so that it is continuous along a
+    sequence of nearby points.
     """
     ev.at(theta)
     vals, vecs = np.linalg.eigh(ev.hessian())
     lam, u = vals[-1], vecs[:, -1]
+    if ref is not None and u @ ref < 0:
+        u = -u
     gl = ev.grad()
     gap = lam - vals[:-1]
     ok = gap > 1e-12 * max(abs(lam), 1.0)
@@ -465,11 +474,12 @@ def _constraints(ev: _Evaluator, theta: np.ndarray, eta: float):
     c2 = float(lam - 2.0 / eta)
     j2 = ev.third(u)
     scale = float(np.linalg.norm(gl) + abs(lam))
-    return c1, j1, c2, j2, scale
+    rel_gap = float(gap[-1] / max(abs(lam), 1e-300)) if gap.size else float("inf")
+    return c1, j1, c2, j2, scale, u, rel_gap
 
 
 def project_to_stable_set(
-    model: Model, point, eta: float, *, tol: float = 1e-10, max_iter: int = 50
+    model: Model, point, eta: float, *, tol: float = 1e-10, max_iter: int = 100
 ) -> Projection:
     """Euclidean projection of ``point`` onto ``M = {S <= 2/eta, grad L . u = 0}``.
 
@@ -485,7 +495,8 @@ def project_to_stable_set(
         Stop when the step is below ``tol (1 + |theta|)`` and the constraints hold to ``tol``
         (relative: ``|c1| <= tol (|grad L| + S)``, ``S - 2/eta <= tol 2/eta``).
     max_iter
-        Largest number of linearised steps.
+        Largest number of SQP steps; if they do not suffice the result says
+        ``converged=False`` (it never raises).
 
     Returns
     -------
@@ -493,14 +504,22 @@ def project_to_stable_set(
 
     Notes
     -----
-    Minimise ``|w - p|^2`` subject to ``c1(w) = grad L(w) . u(w) = 0`` and
-    ``c2(w) = S(w) - 2/eta <= 0`` by linearised (Gauss-Newton / SQP) steps: with the active
-    constraints' Jacobian ``J`` at the iterate ``w_k``,
-    ``w_{k+1} = p + J^T mu``, ``(J J^T) mu = -(c(w_k) + J (p - w_k))``.
-    ``c2`` is active when its linearisation would be violated without it (and its
-    multiplier has the sign of an inequality, ``mu_2 <= 0``). A point of ``M`` with
-    ``S < 2/eta`` is its own projection: then ``c1 = 0`` and the first step is zero.
-    Damian, Nichani, Lee, arXiv 2209.15594, section 5 (projected GD onto the stable set).
+    Minimise ``|w - p|^2 / 2`` subject to ``c1(w) = grad L(w) . u(w) = 0`` and
+    ``c2(w) = S(w) - 2/eta <= 0`` by sequential quadratic programming. With the active
+    constraints' Jacobian ``J`` at the iterate ``w_k`` and ``B_k`` an approximation of the
+    Lagrangian's Hessian ``I + sum_i mu_i grad^2 c_i``, the step ``d`` and multipliers
+    ``mu`` solve ``B_k d + J^T mu = p - w_k``, ``J d = -c(w_k)``. ``c2`` is active when its
+    linearisation would be violated without it and its multiplier is ``mu_2 >= 0``.
+    ``B_0 = I`` (the first step projects ``p`` onto the linearised set); ``B_k`` is updated
+    by damped BFGS (Powell) with ``s = d``,
+    ``y = s + (J(w_{k+1}) - J(w_k))^T mu``, which brings in the curvature of ``M``: without
+    it the linearised steps converge only linearly, or cycle, where ``|mu| grad^2 c`` is
+    of order one (a two-layer network far from ``M``). Steps are halved until the merit
+    ``|w - p|^2 / 2 + rho (|c1| + max(c2, 0))`` decreases, ``rho = 2 max |mu|``.
+    A point of ``M`` with ``S < 2/eta`` is its own projection: then ``c1 = 0`` and the first
+    step is zero.
+    Damian, Nichani, Lee, arXiv 2209.15594, section 5 (projected GD onto the stable set);
+    Nocedal and Wright, *Numerical Optimization*, sections 18.3 and 18.4 (damped BFGS, merit).
     """
     _check_model(model)
     p = model.check_theta(point, "point")
@@ -510,28 +529,67 @@ def project_to_stable_set(
     edge = 2.0 / eta
     ev = _Evaluator(model)
     w = p.copy()
+    b = np.eye(model.dim)
+    rho = 0.0
     active2 = False
     iterations = 0
     converged = False
-    c1, j1, c2, j2, _ = _constraints(ev, w, eta)
+    c1, j1, c2, j2, scale, u, gap = _constraints(ev, w, eta)
+    residual = max(abs(c1) / scale, max(c2, 0.0) / edge)
     while iterations < max_iter and not converged:
         iterations += 1
-        # the equality constraint alone, then with S <= 2/eta if its linearisation is violated
-        r1 = c1 + j1 @ (p - w)
-        w_new = p - j1 * (r1 / (j1 @ j1))
+        d, mu = _sqp_step(b, p - w, np.array([j1]), np.array([c1]))
         active2 = False
-        if c2 + j2 @ (w_new - w) > 0:
-            jac = np.stack([j1, j2])
-            mu = np.linalg.lstsq(jac @ jac.T, -np.array([r1, c2 + j2 @ (p - w)]), rcond=None)[0]
-            if mu[1] <= 0:
-                w_new = p + jac.T @ mu
-                active2 = True
-        step = np.linalg.norm(w_new - w)
+        if c2 + j2 @ d > 0:
+            d2, mu2 = _sqp_step(b, p - w, np.stack([j1, j2]), np.array([c1, c2]))
+            if mu2[1] >= 0:
+                d, mu, active2 = d2, mu2, True
+        rho = max(rho, 2.0 * float(np.max(np.abs(mu))))
+        merit = 0.5 * (w - p) @ (w - p) + rho * (abs(c1) + max(c2, 0.0))
+        t = 1.0
+        while True:
+            w_new = w + t * d
+            n1, k1, n2, k2, n_scale, n_u, n_gap = _constraints(ev, w_new, eta, u)
+            new_merit = 0.5 * (w_new - p) @ (w_new - p) + rho * (abs(n1) + max(n2, 0.0))
+            if new_merit <= merit or t < 1e-3:
+                break
+            t *= 0.5
+        s = w_new - w
+        y = s + (k1 - j1) * mu[0]
+        if active2:
+            y += (k2 - j2) * mu[1]
+        _damped_bfgs(b, s, y)
         w = w_new
-        c1, j1, c2, j2, scale = _constraints(ev, w, eta)
+        c1, j1, c2, j2, scale, u, gap = n1, k1, n2, k2, n_scale, n_u, n_gap
         residual = max(abs(c1) / scale, max(c2, 0.0) / edge)
-        converged = step <= tol * (1.0 + np.linalg.norm(w)) and residual <= tol
-    return Projection(w, iterations, float(residual), bool(converged), active2)
+        converged = np.linalg.norm(s) <= tol * (1.0 + np.linalg.norm(w)) and residual <= tol
+    return Projection(w, iterations, float(residual), bool(converged), active2, gap)
+
+
+def _sqp_step(b: np.ndarray, g: np.ndarray, jac: np.ndarray, c: np.ndarray):
+    """Solve ``B d + J^T mu = g``, ``J d = -c``: the step and multipliers of one SQP step."""
+    k = len(c)
+    kkt = np.zeros((len(g) + k, len(g) + k))
+    kkt[: len(g), : len(g)] = b
+    kkt[: len(g), len(g):] = jac.T
+    kkt[len(g):, : len(g)] = jac
+    sol = np.linalg.lstsq(kkt, np.concatenate([g, -c]), rcond=None)[0]
+    return sol[: len(g)], sol[len(g):]
+
+
+def _damped_bfgs(b: np.ndarray, s: np.ndarray, y: np.ndarray) -> None:
+    """Powell's damped BFGS update of ``B`` in place: ``y`` is moved towards ``B s`` until
+    ``s . y >= 0.2 s . B s``, which keeps ``B`` positive definite."""
+    bs = b @ s
+    sbs = float(s @ bs)
+    if sbs <= 0.0:
+        return
+    sy = float(s @ y)
+    if sy < 0.2 * sbs:
+        theta = 0.8 * sbs / (sbs - sy)
+        y = theta * y + (1.0 - theta) * bs
+        sy = float(s @ y)
+    b += np.outer(y, y) / sy - np.outer(bs, bs) / sbs
 
 
 @dataclass(frozen=True)
@@ -558,7 +616,7 @@ class ConstrainedTrajectory:
 
 
 def constrained_trajectory(
-    model: Model, theta0, steps: int, *, eta: float, tol: float = 1e-10, max_iter: int = 50
+    model: Model, theta0, steps: int, *, eta: float, tol: float = 1e-10, max_iter: int = 100
 ) -> ConstrainedTrajectory:
     """Projected GD ``w+_{t+1} = proj_M(w+_t - eta grad L(w+_t))``, ``w+_0 = proj_M(w_0)``.
 
@@ -582,7 +640,8 @@ def constrained_trajectory(
         if not proj.converged:
             raise ValueError(
                 f"the projection onto the stable set did not converge at step {t} "
-                f"(residual {proj.residual:.3g}); the top eigenvalue may not be simple there"
+                f"(residual {proj.residual:.3g}, relative eigenvalue gap {proj.gap:.3g}); the top "
+                "eigenvalue may not be simple there"
             )
         out[t] = proj.theta
         active[t] = proj.sharpness_active
