@@ -16,6 +16,7 @@ Jury, *Theory and Application of the z-Transform Method* (1964), for the Schur-C
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -135,7 +136,8 @@ def stability_threshold(
         selected and checked; defaults to ``eta`` in (0.05, 3), ``beta`` in (0, 0.95), and
         (0.1, 1) for any other parameter.
     samples
-        Number of random parameter points at which the branch is selected and checked.
+        Number of random parameter points at which the branch is selected and checked,
+        besides the corners of the ranges.
     seed
         Seed of those points.
 
@@ -146,7 +148,8 @@ def stability_threshold(
     Notes
     -----
     Candidates are the positive roots in ``a`` of the factors of the Schur-Cohn
-    expressions ``D_k``. At each sampled parameter point the threshold is the first
+    expressions ``D_k``. At every corner of the parameter ranges and at ``samples`` random
+    points inside them the threshold is the first
     candidate with ``rho(M) < 1`` on its left and ``rho(M) > 1`` on its right, where the
     spectral radius ``rho`` comes from a numerical eigendecomposition: an independent check
     of the symbolic conditions. The candidate expression that is the threshold at every
@@ -178,9 +181,12 @@ def stability_threshold(
     params = sorted(m.free_symbols - {a}, key=str)
     rng = np.random.default_rng(seed)
     rngs = dict(DEFAULT_RANGES, **(ranges or {}))
+    boxes = [rngs.get(s.name, (0.1, 1.0)) for s in params]
+    points = [dict(zip(params, corner, strict=True)) for corner in itertools.product(*boxes)]
+    points += [{s: rng.uniform(*box) for s, box in zip(params, boxes, strict=True)}
+               for _ in range(samples)]
     chosen: set[int] | None = None
-    for _ in range(samples):
-        vals = {s: rng.uniform(*rngs.get(s.name, (0.1, 1.0))) for s in params}
+    for vals in points:
         numeric = []
         for i, c in enumerate(candidates):
             val = complex(c.subs(vals).evalf())

@@ -87,6 +87,34 @@ def test_matrix_route_and_errors():
         stability_threshold(matrix=sp.Matrix([[sp.Rational(1, 2)]]))
 
 
+c_sym = sp.Symbol("c", real=True)
+TWO_BRANCHES = sp.diag(1 - a_sym * eta_sym, 1 - a_sym * c_sym)  # threshold min(2/eta, 2/c)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_threshold_with_two_branches_is_never_returned_as_one(seed):
+    """diag(1 - a eta, 1 - a c) loses stability at min(2/eta, 2/c). With c in (0.1, 0.2) and
+    eta in (0.05, 3), 2/c is the threshold only on eta < c, about 5% of the box: random
+    samples alone miss it (seeds 2 to 9 of 10 returned 2/eta), the ranges' corners do not."""
+    with pytest.raises(ValueError, match="not one expression"):
+        stability_threshold(matrix=TWO_BRANCHES, ranges={"c": (0.1, 0.2)}, seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "expected"),
+    [({"eta": (1.0, 3.0), "c": (0.1, 0.5)}, 2 / eta_sym),
+     ({"eta": (0.05, 0.1), "c": (0.5, 1.0)}, 2 / c_sym)],
+)
+def test_the_branch_that_holds_on_the_ranges_is_picked(ranges, expected):
+    thr = stability_threshold(matrix=TWO_BRANCHES, ranges=ranges)
+    assert sp.simplify(thr.expr - expected) == 0
+    # and it is where the spectral radius crosses 1, from a numerical eigendecomposition
+    vals = {eta_sym: np.mean(ranges["eta"]), c_sym: np.mean(ranges["c"])}
+    a_star = float(thr.expr.subs(vals))
+    assert spectral_radius(TWO_BRANCHES, {**vals, a_sym: a_star * (1 - 1e-6)}) < 1
+    assert spectral_radius(TWO_BRANCHES, {**vals, a_sym: a_star * (1 + 1e-6)}) > 1
+
+
 def _steps_needed(opt, eta, spectrum, factor):
     """Steps for the slowest mode to shrink (or grow) by `factor`, from the spectral radius."""
     m = update_matrix(opt)
