@@ -29,6 +29,7 @@ def _rotation(theta):
 MODELS = {
     "quadratic": Quadratic((3.0, -0.5, 1.0), linear=(0.1, -0.2, 0.3)),
     "quadratic-rotated": Quadratic((2.0, 0.5), basis=_rotation(0.3)),
+    "quadratic-unsorted": Quadratic((0.5, -2.0, 4.0, 1.0), linear=(0.2, 0.0, -0.1, 0.3)),
     "scalar-depth3": ScalarNetwork(depth=3, x=(1.0, 0.5), y=(1.0, -0.3)),
     "scalar-depth2": ScalarNetwork(depth=2),
     "symbolic-quartic": SymbolicModel((x**2 * y**2 - 1) ** 2 / 4, (x, y)),
@@ -97,6 +98,21 @@ def test_quadratic_kernels_match_symbolic_derivation(rng):
         getattr(model.kernels(), kname)(th, 0, 4, model.param_vector(), a)
         getattr(sym, kname)(th, 0, 4, consts, b)
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("spectrum", [(0.5, -2.0, 4.0, 1.0), (-3.0, 1.0, 2.5), (-1.0, -0.5)])
+def test_quadratic_sharpness_does_not_depend_on_the_order_of_the_spectrum(spectrum, rng):
+    """S is the largest eigenvalue of H = Q diag(spectrum) Q^T in any order, from a dense
+    eigendecomposition of the matrix the loss is built from."""
+    q, _ = np.linalg.qr(rng.normal(size=(len(spectrum), len(spectrum))))
+    model = Quadratic(spectrum, basis=q)
+    p = rng.normal(size=len(spectrum))
+    dense = np.linalg.eigvalsh(model.hessian(p))[-1]
+    assert dense == pytest.approx(max(spectrum), abs=1e-12)
+    assert model.sharpness(p) == pytest.approx(dense, abs=1e-12)
+    lam, u = model.top_eigenpair(p)
+    assert lam == pytest.approx(dense, abs=1e-12)
+    np.testing.assert_allclose(model.hessian(p) @ u, dense * u, atol=1e-12)
 
 
 def test_quadratic_validation():
