@@ -95,6 +95,47 @@ def test_exact_prediction_and_two_routes_to_alpha(par):
         assert np.all(eff.alpha[:2] <= 0.05 * (1 + 1e-12))
 
 
+@pytest.mark.parametrize("par", ["uv", "uu-vv"])
+def test_alpha_inf_equals_its_closed_form(par):
+    """alpha_inf against two closed forms derived by hand, not from the library's sums.
+
+    u * v: GD maps u + v to (1 - x)(u + v) and u - v to (1 + x)(u - v), x = eta g, so
+    |u^2 - v^2| / 2 is multiplied by |1 - x^2|; the standard start u = sqrt(2) alpha,
+    v = 0 has |u^2 - v^2| / 2 = alpha^2. u * u - v * v: u -> (1 - x) u, v -> (1 + x) v with
+    x = 2 eta g, so 2 |u v| is multiplied by |1 - x^2|, and u = v = alpha has 2 |u v| =
+    2 alpha^2. Either way alpha_inf = alpha prod_t |1 - x_t^2|^(1/2) (from GD written here
+    in numpy), and alpha_inf^2 = |u^2 - v^2| / 2, resp. |u v|, at the last iterate."""
+    _, model = _problem(7, par)
+    alpha0 = 0.05
+    theta0 = model.init(alpha0)
+    etas = eos_onset(model, theta0) * np.array([0.3, 0.9, 1.2])
+    run = dln_gd(model, theta0, 3000, eta=etas)
+    eff = effective_initialization(model, run)
+    x_data, y_data, n, d = model.X, model.y, model.X.shape[0], model.d
+    for b, eta in enumerate(etas):
+        u, v = theta0[:d].copy(), theta0[d:].copy()
+        prod = np.ones(d)
+        for _ in range(int(run.steps[b])):
+            beta = u * v if par == "uv" else u * u - v * v
+            g = x_data.T @ (x_data @ beta - y_data) / n
+            if par == "uv":
+                x = eta * g
+                u, v = u - eta * v * g, v - eta * u * g
+            else:
+                x = 2 * eta * g
+                u, v = u - 2 * eta * u * g, v + 2 * eta * v * g
+            prod *= np.abs(1 - x * x)
+        # the same float operations in another order: 3000 steps of a contraction leave
+        # the iterates equal to ~1e-12; the product of 3000 factors to ~1e-13 relative
+        np.testing.assert_allclose(run.final_theta[b], np.concatenate([u, v]), atol=1e-10)
+        np.testing.assert_allclose(eff.alpha[b], alpha0 * np.sqrt(prod), rtol=1e-10)
+        uf, vf = run.final_theta[b, :d], run.final_theta[b, d:]
+        at_end = np.abs(uf * uf - vf * vf) / 2 if par == "uv" else np.abs(uf * vf)
+        # |u^2 - v^2| cancels: absolute error of a few eps (u^2 + v^2)
+        np.testing.assert_allclose(eff.alpha[b] ** 2, at_end, rtol=1e-9,
+                                   atol=1e-14 * np.max(uf * uf + vf * vf))
+
+
 def test_gradient_flow_limit_is_approached_linearly_in_eta():
     """|beta_GD(eta) - beta_GF| = O(eta): ln(A_inf / A_0) = -sum q(eta g) ~ -eta int |g|^2 dt.
 
