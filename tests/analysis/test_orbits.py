@@ -52,6 +52,25 @@ def test_periodic_orbits_of_the_quartic():
     assert {o.period for o in with_fixed} == {1, 2}
 
 
+def test_an_orbit_with_one_multiplier_outside_the_unit_circle_is_unstable():
+    """GD on (x^2 - 1)^2 / 4 + 3 y^2 / 2 at eta = 1.1 separates: the 2-cycle near x = 1
+    has the multiplier 7 - 4 eta - 2 eta^2 = 0.18 along x and (1 - 3 eta)^2 = 5.29 along y
+    (the y-part is linear: y+ = (1 - 3 eta) y), so it is unstable, and y = 0 on it."""
+    y = sp.Symbol("y")
+    eta = 1.1
+    model = SymbolicModel((x**2 - 1) ** 2 / 4 + sp.Rational(3, 2) * y**2, (x, y))
+    orbits = periodic_orbits(GDMap(model, eta), 2, [[1.2, 0.1], [0.8, -0.1]])
+    near = [o for o in orbits if o.points[:, 0].min() > 0]
+    assert len(near) == 1
+    orbit = near[0]
+    np.testing.assert_allclose(orbit.points[:, 1], 0.0, atol=1e-12)
+    np.testing.assert_allclose(orbit.multipliers.real,
+                               [(1 - 3 * eta) ** 2, _two_cycle_multiplier(eta)], atol=1e-10)
+    np.testing.assert_allclose(orbit.multipliers.imag, 0.0, atol=1e-12)
+    assert orbit.spectral_radius == pytest.approx(5.29, abs=1e-10)
+    assert not orbit.stable
+
+
 def test_diverging_guesses_are_reported_not_raised():
     orbits = periodic_orbits(GDMap(QUARTIC, 1.1), 3, [[50.0], [1e5]], max_iter=20)
     assert len(orbits) == 0

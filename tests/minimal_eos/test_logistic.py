@@ -197,6 +197,40 @@ def test_symmetric_two_cycle_equations_match_simulation(d):
     np.testing.assert_allclose(w_odd, -point, atol=1e-10)
 
 
+# {x_i} = {+-2 e1, +-1.8 e2}, all labels 1 (symmetric): H(0) = diag(0.5, 0.405), and on the
+# 2-cycle {(r, 0), (-r, 0)} the points +-1.8 e2 still have margin 0, so H(a)_22 = 0.405 and
+# the multiplier along e2 is (1 - 0.405 eta)^2: 1.2232 at eta = 1.3 * 2 / 0.5 (unstable)
+CROSS = LogisticRegression(np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.8], [0.0, -1.8]]),
+                           np.ones(4))
+
+
+@pytest.mark.parametrize(("d", "factor"), [(1, 1.3), (2, 1.3), (1, 3.0), (2, 3.0), (0, 1.3)])
+def test_symmetric_two_cycle_multipliers_equal_those_of_periodic_orbits(d, factor):
+    """The eigenvalues of (I - eta H(a))^2 against periodic_orbits' product of the two
+    Jacobians along {a, -a} (Newton on F^2(x) - x from a, then eig of DF(-a) DF(a)); d = 0
+    is the data set CROSS, whose cycle is unstable with a multiplier known in closed form."""
+    if d == 0:
+        model = CROSS
+    else:
+        data = symmetric_logistic(4, d, seed=d)
+        model = LogisticRegression(data.X, data.y)
+    eta = factor * stability_thresholds(model).critical
+    cyc = symmetric_two_cycle(model, eta)
+    orbits = periodic_orbits(GDMap(model, eta), 2, cyc.point[None])
+    assert len(orbits) == 1
+    orbit = orbits[0]
+    np.testing.assert_allclose(np.sort(np.abs(orbit.points[:, 0])), np.abs(cyc.point[0]),
+                               rtol=1e-10)
+    # nsolve at 40 digits and Newton in float64 find the same point to ~1e-14: the
+    # multipliers agree to rounding of two 2 x 2 products
+    np.testing.assert_allclose(np.sort(orbit.multipliers.real), np.sort(cyc.multipliers),
+                               rtol=1e-9, atol=1e-12)
+    assert orbit.stable == cyc.stable
+    if d == 0:
+        assert cyc.multipliers.max() == pytest.approx((1 - 0.405 * eta) ** 2, rel=1e-12)
+        assert not cyc.stable
+
+
 def test_separable_phase_and_late_rate():
     """Separable data, constant steps (Wu et al.):
 
