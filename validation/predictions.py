@@ -99,6 +99,15 @@ def edge_rows(check: str, prefix: str, run: dict, *, after: int = 0, what: str =
     rows.append(row(check, f"{prefix}.band",
                     f"fraction of post-onset steps with |S/edge - 1| <= {BAND}",
                     1.0, frac, 1.0 - frac, 0.1, ""))
+    return fail_if_diverged(rows, run)
+
+
+def fail_if_diverged(rows: list, run: dict) -> list:
+    """Mark ``rows`` as not holding when ``run`` diverged (``run["diverged_at"]`` is set).
+
+    A diverged run stops recording at the step it left the bound, so its records up to
+    there can look like a plateau; no prediction holds on it.
+    """
     if run.get("diverged_at") is not None:
         for r in rows:
             r["holds"] = False
@@ -237,12 +246,13 @@ def evaluate(res: dict, config) -> list:
         rows += edge_rows("momentum", "b", res["runs"]["momentum"], what="2(1+beta)/eta")
     if "drop" in checks:
         rows += drop_rows(res, config.drop_step)
+    on_main: list = []
     if "central-flow" in checks:
-        rows += central_flow_rows(res, config.window)
+        on_main += central_flow_rows(res, config.window)
     if "self-stabilization" in checks:
-        rows += self_stabilization_rows(res)
+        on_main += self_stabilization_rows(res)
     if "flow-distance" in checks:
-        rows += flow_distance_rows(res)
+        on_main += flow_distance_rows(res)
     if "constrained" in checks:
-        rows += constrained_rows(res)
-    return rows
+        on_main += constrained_rows(res)
+    return rows + fail_if_diverged(on_main, main)

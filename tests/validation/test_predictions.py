@@ -1,6 +1,19 @@
 import math
+from types import SimpleNamespace
 
-from validation.predictions import edge_rows, onset_step, row
+import pytest
+
+from validation.predictions import (
+    central_flow_rows,
+    constrained_rows,
+    drop_rows,
+    edge_rows,
+    evaluate,
+    flow_distance_rows,
+    onset_step,
+    row,
+    self_stabilization_rows,
+)
 
 
 def _run(values, edge=10.0, every=5):
@@ -26,3 +39,101 @@ def test_edge_rows_hold_for_a_plateau_and_fail_without_one():
 def test_row_with_nan_does_not_hold():
     assert not row("x", "x", "q", 1.0, math.nan, math.nan, 1.0)["holds"]
     assert row("x", "x", "q", 1.0, 1.01, 0.01, 0.02)["holds"]
+
+
+# -- every row builder, on synthetic records: a case that holds and one that must fail ------
+
+EDGE = 10.0
+STEPS, WINDOW = 100, 20
+
+
+def _plateau_run(**extra):
+    run = _run([5, 7, 9, 10.2] + [10.1, 9.9] * 20, edge=EDGE)
+    run.update(optimizer="gd", **extra)
+    return run
+
+
+def test_a_diverged_run_makes_no_edge_row_hold():
+    """The same records as a plateau that holds, but the run left the bound."""
+    assert all(r["holds"] for r in edge_rows("edge", "a", _plateau_run(), what="2/eta"))
+    rows = edge_rows("edge", "a", _plateau_run(diverged_at=205), what="2/eta")
+    assert len(rows) == 3 and not any(r["holds"] for r in rows)
+    assert all("diverged at step 205" in r["note"] for r in rows)
+
+
+def _results(*, cf_loss=1.0, centre_s=EDGE, x=1.0, d_cf=0.1, d_gf=1.0, d_pgd=0.1,
+             onset=0, diverged_at=None):
+    """Records of a settled run: GD's loss 1 +- 0.01, its centre's sharpness ``centre_s``,
+    oscillation ``x`` along u with alpha = 1, beta = 2 (predicted x^2 = 1)."""
+    t = list(range(0, STEPS + 1, 10))
+    main = _plateau_run(diverged_at=diverged_at)
+    main["loss"] = [1.0 + 0.01 * (-1) ** k for k in range(STEPS + 1)]
+    main["x"] = [(k, x * (-1) ** k) for k in range(STEPS + 1)]
+    records = {"t": t, "cf_pred_loss": [cf_loss] * len(t), "cf_sharpness": [EDGE] * len(t),
+               "gd_centre_sharpness": [centre_s] * len(t), "gd_center_cf": [d_cf],
+               "gd_center_gf": [d_gf], "gd_center_pgd": [d_pgd], "gf_loss": [1.5]}
+    return {"runs": {"main": main}, "records": records,
+            "onset": None if onset is None else {"t": onset, "alpha": 1.0, "beta": 2.0}}
+
+
+def _holds(rows):
+    return {r["name"]: r["holds"] for r in rows}
+
+
+def test_central_flow_rows():
+    assert all(_holds(central_flow_rows(_results(), WINDOW)).values())
+    # a predicted loss 10% off, and the centre's sharpness 10% above the flow's
+    off = _holds(central_flow_rows(_results(cf_loss=1.1, centre_s=11.0), WINDOW))
+    assert off == {"d.loss": False, "d.loss_path": False, "d.sharpness": False}
+    assert not _holds(central_flow_rows(_results(onset=None), WINDOW))["d.loss_path"]
+
+
+@pytest.mark.parametrize(("x", "holds"), [(1.0, True), (1.3, True), (0.1**0.5, False),
+                                          (10**0.5, False)])
+def test_self_stabilization_row(x, holds):
+    """Predicted mean x^2 = 2 alpha / beta = 1; a factor 10 either way must fail, 1.69
+    (within the factor 2 of the tolerance) must hold."""
+    (r,) = self_stabilization_rows(_results(x=x))
+    assert r["predicted"] == pytest.approx(1.0)
+    assert r["measured"] == pytest.approx(x * x)
+    assert r["holds"] is holds
+
+
+def test_self_stabilization_row_without_onset_fails():
+    (r,) = self_stabilization_rows(_results(onset=None))
+    assert not r["holds"] and r["note"] == "no onset"
+
+
+def test_flow_distance_rows():
+    assert all(_holds(flow_distance_rows(_results())).values())
+    # GD's centre farther from the central flow than from gradient flow; the flow's loss
+    # 1.6 farther from GD's 1.0 than gradient flow's 1.5
+    far = _holds(flow_distance_rows(_results(d_cf=2.0, cf_loss=1.6)))
+    assert far == {"f.distance": False, "f.loss": False}
+
+
+def test_constrained_row():
+    assert _holds(constrained_rows(_results()))["g.distance"]
+    assert not _holds(constrained_rows(_results(d_pgd=2.0)))["g.distance"]
+    no_gf = _results()
+    no_gf["records"]["gd_center_gf"] = []
+    assert not _holds(constrained_rows(no_gf))["g.distance"]
+
+
+def test_drop_rows():
+    """Before the drop at step 100 the sharpness sat at the old edge 5; the new edge is 10."""
+    before = [(t, 5.0) for t in range(0, 100, 5)]
+    rise = [(100 + 5 * k, s) for k, s in enumerate([5, 7, 9, 10.2] + [10.1, 9.9] * 20)]
+    res = {"runs": {"drop": {"edge": EDGE, "sharpness": before + rise}}}
+    assert all(_holds(drop_rows(res, 100)).values())
+    stuck = {"runs": {"drop": {"edge": EDGE, "sharpness": before + [(t, 5.0) for t, _ in rise]}}}
+    assert not any(_holds(drop_rows(stuck, 100)).values())
+
+
+def test_evaluate_fails_every_row_of_a_diverged_main_run():
+    config = SimpleNamespace(checks=("edge", "central-flow", "self-stabilization",
+                                     "flow-distance", "constrained"), window=WINDOW)
+    rows = evaluate(_results(), config)
+    assert len(rows) == 10 and all(r["holds"] for r in rows), rows
+    diverged = evaluate(_results(diverged_at=205), config)
+    assert len(diverged) == 10 and not any(r["holds"] for r in diverged)
