@@ -132,6 +132,102 @@ def test_scalar_network_sharpness_at_minimum():
     assert ScalarNetwork(depth=3).sharpness(w) == pytest.approx(g @ g, rel=1e-12)
 
 
+def _log1pexp(s):
+    return np.logaddexp(0.0, s)
+
+
+def _definition(model):
+    """Each model's loss written from its definition in numpy, independent of its kernels."""
+    if isinstance(model, Quadratic):
+        h = model.basis @ np.diag(model.eigenvalues) @ model.basis.T
+        return lambda w: 0.5 * w @ h @ w + np.dot(model.linear, w)
+    if isinstance(model, ScalarNetwork):
+        xs, ys = np.array(model.x), np.array(model.y)
+        return lambda w: np.mean((xs * np.prod(w) - ys) ** 2) / 2
+    if isinstance(model, SymbolicModel):
+        return lambda w: float(model.expr.subs(dict(zip(model.coords, w, strict=True))))
+    if isinstance(model, ProductModel):
+        c = model.target
+        if model.loss_name == "quartic":
+            return lambda w: ((w[0] * w[1]) ** 2 - c**2) ** 2 / 4
+        return lambda w: np.log(np.cosh(w[0] * w[1] - c))
+    if isinstance(model, UVModel):
+        n = model.width
+        return lambda w: (model.x * (w[:n] @ w[n:]) / np.sqrt(n) - model.y) ** 2 / 2
+    if isinstance(model, TwoLayerNetwork):
+        m, d = model.width, model.inputs.shape[1]
+
+        def two_layer(w):
+            act = np.tanh if model.activation == "tanh" else lambda z: np.maximum(z, 0)
+            f = model.output_scale * act(model.inputs @ w[: m * d].reshape(m, d).T) @ w[m * d:]
+            return np.mean((f - model.targets) ** 2) / 2
+        return two_layer
+    if isinstance(model, CubicModel):
+        def cubic(w):
+            d = w - model.center
+            third = sum(c * (a @ d) ** 3 for c, a in zip(model.weights, model.vectors,
+                                                         strict=True))
+            return model.offset + model.linear @ d + d @ model.quadratic @ d / 2 + third / 6
+        return cubic
+    if isinstance(model, SharpeningValley):
+        k, b, h, c = model.rate, model.coupling, model.valley, model.target
+        return lambda w: (np.exp(k * w[1]) * (w[0] - b * w[2]) ** 2 / 2
+                          + h * (w[1] + w[2] - c) ** 2 / 2)
+    if isinstance(model, DiagonalNetwork):
+        d = model.X.shape[1]
+
+        def diagonal(w):
+            u, v = w[:d], w[d:]
+            beta = u * v if model.parametrization == "uv" else u * u - v * v
+            return np.mean((model.X @ beta - model.y) ** 2) / 2
+        return diagonal
+    if isinstance(model, LogisticRegression):
+        return lambda w: np.mean(_log1pexp(-model.y * (model.X @ w)))
+    raise AssertionError(f"no definition for {type(model).__name__}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_loss_equals_its_definition(name, rng):
+    """The loss kernels against the definition in each model's docstring, evaluated in
+    numpy (sympy for SymbolicModel); the derivative kernels are tied to the loss by the
+    finite differences above."""
+    model = MODELS[name]
+    f = _definition(model)
+    for _ in range(4):
+        p = rng.uniform(-1.2, 1.2, size=model.dim)
+        # the same sums in another order: rounding only
+        assert model.loss(p) == pytest.approx(f(p), rel=1e-12, abs=1e-13)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n].kernels().step is not None])
+def test_fused_step_equals_the_update_rules(name, rng):
+    """The fused optimizer step against the update rules written in numpy around
+    ``model.grad`` (itself checked by finite differences): GD ``x - e g(x)``, heavy ball
+    ``v+ = beta v - e g(x)``, Nesterov ``v+ = beta v - e g(x + beta v)``, ``x+ = x + v+``."""
+    model = MODELS[name]
+    kern = model.kernels()
+    d, n, beta = model.dim, 5, 0.6
+    th = rng.uniform(-1.2, 1.2, size=(d, n))
+    v0 = rng.normal(size=(d, n))
+    e = rng.uniform(0.01, 0.3, size=n)
+    for opt in (0, 1, 2):
+        x, v, death = th.copy(), v0.copy(), np.full(n, np.inf)
+        kern.step(x, v, e, death, 0, beta, opt, 1e8, 0, n, model.param_vector(),
+                  np.empty((5, d, n)))
+        assert np.all(np.isinf(death))
+        for b in range(n):
+            at = th[:, b] + (beta * v0[:, b] if opt == 2 else 0.0)
+            g = model.grad(at)
+            if opt == 0:
+                expected_x, expected_v = th[:, b] - e[b] * g, v0[:, b]
+            else:
+                expected_v = beta * v0[:, b] - e[b] * g
+                expected_x = th[:, b] + expected_v
+            # the fused step may evaluate the gradient in another order: rounding only
+            np.testing.assert_allclose(x[:, b], expected_x, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(v[:, b], expected_v, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_every_kernel_equals_its_py_func(name, rng):
     """Compiled kernels against their pure-Python versions on random inputs."""
