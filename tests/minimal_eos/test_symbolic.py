@@ -42,6 +42,36 @@ def test_compiled_kernels_match_lambdify(name, rng):
         np.testing.assert_allclose(out_h[:, :, b], h(p, CONSTS), rtol=1e-12, atol=1e-12)
 
 
+def _hand_gradient(name, p, cc):
+    """The gradients worked out by hand from the three expressions of LOSSES."""
+    if name == "quartic":
+        xx, yy = p
+        return (xx**2 * yy**2 - cc) * np.array([xx * yy**2, xx**2 * yy])
+    if name == "logcosh":
+        xx, yy = p
+        return np.tanh(xx * yy - cc) * np.array([yy, xx])
+    return np.array([p[0] ** 2 - cc])
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_compiled_kernels_match_hand_derivatives_and_finite_differences(name, rng):
+    """Independent of sympy's differentiation: the gradient kernel against the gradient
+    derived by hand, the Hessian kernel against central differences of that gradient."""
+    loss = LOSSES[name]
+    pts = rng.uniform(-1.5, 1.5, size=(7, loss.dim))
+    _, out_g, out_h = _batch(loss, pts)
+    h = 1e-6
+    for b, p in enumerate(pts):
+        np.testing.assert_allclose(out_g[:, b], _hand_gradient(name, p, CONSTS[0]),
+                                   rtol=1e-12, atol=1e-12)
+        fd = np.array([(_hand_gradient(name, p + h * e, CONSTS[0])
+                        - _hand_gradient(name, p - h * e, CONSTS[0])) / (2 * h)
+                       for e in np.eye(loss.dim)])
+        # central differences: truncation h^2 |D^4 L| / 6 and rounding eps |g| / h, both
+        # below 1e-8 on the box [-1.5, 1.5]^d
+        np.testing.assert_allclose(out_h[:, :, b], fd, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_kernels_equal_their_py_func(name, rng):
     """Compiled kernels and their pure-Python versions agree bit for bit."""
