@@ -32,11 +32,14 @@ QUARTIC_1D = SymbolicModel((xs**2 - 1) ** 2 / 4, (xs,))
 def test_kernel_equals_numpy_update_map_bit_for_bit(model, opt, rng):
     theta0 = rng.uniform(-1, 1, size=(3, model.dim))
     etas = np.array([0.1, 0.3, 0.45])
-    res = simulate(model, opt, theta0, 40, eta=etas, save=("theta", "loss"))
+    res = simulate(model, opt, theta0, 40, eta=etas, save=("theta", "loss", "sharpness"))
     for b in range(3):
         ref = reference_run(model, opt, theta0[b], np.full(40, etas[b]))
         np.testing.assert_array_equal(res.theta[b].data, ref)
         np.testing.assert_array_equal(res.loss[b].data, [model.loss(p) for p in ref])
+        # the recorded sharpness against a dense eigendecomposition of the Hessian
+        dense = [np.linalg.eigvalsh(model.hessian(p))[-1] for p in ref]
+        np.testing.assert_allclose(res.sharpness[b].data, dense, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(
