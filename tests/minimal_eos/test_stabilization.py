@@ -177,8 +177,26 @@ def test_constants_against_finite_differences(rng):
     np.testing.assert_allclose(c.grad_sharpness, fd, atol=1e-7)
     assert c.alpha == pytest.approx(-model.grad(w) @ fd, rel=1e-7)
     assert c.beta == pytest.approx(fd @ fd, rel=1e-7)
-    assert c.sigma2 == pytest.approx(2 * c.alpha / c.beta)
-    assert c.steps_to_edge(0.1) == pytest.approx((20 - c.sharpness) / (0.1 * c.alpha))
+    # sigma2 is checked against GD's measured mean x^2 in
+    # test_gd_tracks_the_constrained_trajectory
+
+
+@pytest.mark.parametrize("gap", [0.37, 1.0, 4.3])
+def test_steps_to_edge_against_gd(gap, rng):
+    """From x = 0 with S = 2/eta - gap, GD on the undamped cubic model sharpens linearly
+    (x stays 0); the first step at which the dense Hessian's top eigenvalue reaches 2/eta is
+    the predicted steps_to_edge rounded up."""
+    eta, alpha, beta = 0.1, 1.5, 4.0
+    model = CubicModel.at_edge(eta, alpha, beta, 2, rng=rng)
+    # S = 2/eta + sqrt(beta) y at x = 0 (see CubicModel.at_edge)
+    w = model.local_point([0.0, -gap / np.sqrt(beta), 0.3, -0.2])
+    c = stabilization_constants(model, w)
+    assert c.sharpness == pytest.approx(2 / eta - gap, rel=1e-12)
+    res = simulate(model, GD(), w, 100, eta=eta, save=("theta",))
+    sharp = [np.linalg.eigvalsh(model.hessian(p))[-1] for p in res.theta[0].data]
+    reached = int(np.argmax(np.array(sharp) >= 2 / eta * (1 - 1e-12)))
+    assert reached == int(np.ceil(c.steps_to_edge(eta) - 1e-9))
+    assert c.steps_to_edge(eta) == pytest.approx(gap / (eta * alpha), rel=1e-9)
 
 
 def test_reduced_coordinates_and_onset(rng):
