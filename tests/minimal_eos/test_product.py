@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
@@ -121,6 +121,7 @@ def test_gfs_sharpness_decreases_while_eta_lprime_below_sqrt2(name, seed, eta):
     s_sym, l_expr = model.one_dimensional()
     lp = sp.lambdify(s_sym, sp.diff(l_expr, s_sym))
     prev = gfs_sharpness(model, th)
+    checked = 0
     for _ in range(200):
         ok = eta * abs(lp(th[0] * th[1])) <= math.sqrt(2)
         th = th - eta * model.grad(th)
@@ -129,7 +130,10 @@ def test_gfs_sharpness_decreases_while_eta_lprime_below_sqrt2(name, seed, eta):
         now = gfs_sharpness(model, th)
         if ok:
             assert now <= prev * (1 + 1e-12)
+            checked += 1
         prev = now
+    # a start that diverges at once (quartic with a large |x y|) checks nothing: drawn again
+    assume(checked > 0)
 
 
 def test_edge_imbalance_is_zhus_eta_eos_minimum():
