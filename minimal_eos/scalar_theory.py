@@ -693,8 +693,8 @@ CATAPULT_BOUNDARIES = (2.0, 4.0)
 
 
 def catapult_phase(eta_lambda0: float) -> str:
-    """The phase of the uv model at large width: ``"lazy"`` for ``eta lambda_0 < 2``,
-    ``"catapult"`` for ``2 < eta lambda_0 < 4``, ``"divergent"`` above 4.
+    """The phase of the uv model at large width: ``"lazy"`` for ``eta lambda_0 <= 2``,
+    ``"catapult"`` for ``2 < eta lambda_0 < 4``, ``"divergent"`` from 4.
 
     Notes
     -----
@@ -703,10 +703,13 @@ def catapult_phase(eta_lambda0: float) -> str:
     ``z+ = z (1 - mu + z)^2`` with ``z_0 -> 0``: below 2, ``z`` decays and ``mu`` stays;
     between 2 and 4, ``z`` grows (the loss spike) while ``mu`` falls until ``mu < 2``
     (the catapult); above 4, ``mu`` grows with ``z`` and the run diverges.
+    At ``mu_0 = 2`` exactly, ``z+ = z (1 - z)^2 < z``: the loss never rises, so the phase
+    is lazy. At ``mu_0 = 4`` exactly ``mu`` stays 4 and ``z+ = z (z - 3)^2`` wanders in
+    ``[0, 4]`` without converging; it is labelled divergent with the runs above it.
     Lewkowycz et al. (arXiv 2003.02218).
     """
     x = positive_float(eta_lambda0, "eta_lambda0")
-    if x < CATAPULT_BOUNDARIES[0]:
+    if x <= CATAPULT_BOUNDARIES[0]:
         return "lazy"
     if x < CATAPULT_BOUNDARIES[1]:
         return "catapult"

@@ -119,6 +119,23 @@ def test_universal_map_is_the_reduction_for_y_zero(rng):
 def test_catapult_phase_boundaries():
     assert [catapult_phase(v) for v in (1.0, 1.99, 2.01, 3.99, 4.01)] == [
         "lazy", "lazy", "catapult", "catapult", "divergent"]
+    below2, above4 = np.nextafter(2.0, 0.0), np.nextafter(4.0, 5.0)
+    below4 = np.nextafter(4.0, 0.0)
+    assert [catapult_phase(v) for v in (below2, 2.0, np.nextafter(2.0, 3.0), below4, 4.0,
+                                        above4)] == [
+        "lazy", "lazy", "catapult", "catapult", "divergent", "divergent"]
+    # the boundaries against the map itself: at mu_0 = 2, z+ = z (1 - z)^2 never rises (no
+    # spike); just above 2 it does; one ulp either side of 4 the map catapults, resp.
+    # diverges
+    mu, z = 2.0, 1e-3
+    for _ in range(1000):
+        mu, z_next = mu + z * (mu - 4.0), z * (1.0 - mu + z) ** 2
+        assert z_next < z
+        z = z_next
+    assert universal_catapult(2.0 + 1e-3, z0=1e-12).phase == "catapult"
+    assert universal_catapult(1.999, z0=1e-12).phase == "lazy"
+    assert universal_catapult(float(below4), z0=1e-12).phase == "catapult"
+    assert universal_catapult(float(above4), z0=1e-12).phase == "divergent"
     # mu+ - 4 = (mu - 4)(1 + z): the upper boundary is exactly 4 at any z0
     assert universal_catapult(4.001, z0=1e-6).phase == "divergent"
     assert universal_catapult(3.999, z0=1e-6).phase == "catapult"
