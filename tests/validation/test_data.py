@@ -32,6 +32,35 @@ def test_classes_are_relabelled_and_standardized():
 def test_synthetic_regression():
     ds = load_dataset("synthetic", n=30, seed=1)
     assert ds.task == "regression" and ds.y.shape == (30, 1)
+    assert np.allclose(ds.x.mean(axis=0), 0, atol=1e-12)
+    assert np.allclose(ds.x.std(axis=0), 1, atol=1e-12)
+
+
+def test_synthetic_inputs_are_standard_gaussian_and_targets_vary():
+    """Raw inputs N(0, 1): over 500 x 20 draws the mean is 0 and the variance 1 within five
+    standard errors (0.0071 and 0.01); the teacher's targets are not constant."""
+    raw = load_dataset("synthetic", n=500, seed=2, standardize="none")
+    assert abs(raw.x.mean()) < 5 * (1 / 10000) ** 0.5
+    assert raw.x.var() == pytest.approx(1.0, abs=5 * (2 / 10000) ** 0.5)
+    assert raw.y.std() > 0.05
+
+
+def test_global_standardisation_is_one_affine_map():
+    """``"global"``: one mean and one standard deviation for all coordinates, so the result
+    is (raw - m) / s with m, s of the whole array, and per-pixel contrasts are kept."""
+    raw = load_dataset("digits", n=60, classes=[3, 7], seed=0, standardize="none")
+    ds = load_dataset("digits", n=60, classes=[3, 7], seed=0, standardize="global")
+    np.testing.assert_allclose(ds.x, (raw.x - raw.x.mean()) / raw.x.std(), atol=1e-12)
+    assert ds.x.mean() == pytest.approx(0.0, abs=1e-12)
+    assert ds.x.std() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_mnist1d_labels_cover_the_ten_classes():
+    ds = load_dataset("mnist1d", n=200, seed=0)
+    assert ds.y.dtype == np.int64 and set(ds.y.tolist()) == set(range(10))
+    flat = ds.x.reshape(ds.n, -1)
+    assert np.allclose(flat.mean(axis=0), 0, atol=1e-12)
+    assert np.allclose(flat.std(axis=0), 1, atol=1e-12)
 
 
 def _write_cifar(folder, name, n, rng):
