@@ -110,7 +110,14 @@ def test_hessian_at_minimizer_matches_finite_differences():
     np.testing.assert_allclose(fd, model.hessian(w), atol=1e-8)
     th = stability_thresholds(model)
     assert th.sharpness == pytest.approx(np.linalg.eigvalsh(fd)[-1], abs=1e-8)
-    assert th.critical == pytest.approx(2 / th.sharpness) and th.global_1d == th.critical / 2
+    # what the thresholds mean, from the finite-difference Hessian: GD's linearisation at w*,
+    # I - eta H, has spectral radius 1 at eta = critical (w* loses stability through -1), and
+    # eta lambda = 1 at global_1d (the top mode is then annihilated in one step)
+    step = np.eye(3) - th.critical * fd
+    radius = np.max(np.abs(np.linalg.eigvalsh(step)))
+    assert radius == pytest.approx(1.0, abs=1e-7)
+    assert np.linalg.eigvalsh(step)[0] == pytest.approx(-1.0, abs=1e-7)
+    assert th.global_1d * np.linalg.eigvalsh(fd)[-1] == pytest.approx(1.0, abs=1e-7)
 
 
 @st.composite
