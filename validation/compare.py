@@ -176,7 +176,7 @@ def check_run_options(args: argparse.Namespace) -> None:
         ``threads`` below 1 or above this machine's cores; ``max_hours`` not a positive
         number; ``out`` that is a file, lies under a file, or cannot be written.
     """
-    from validation.preflight import ConfigError
+    from validation.preflight import ConfigError, check_output_folder
 
     cores = _cores()
     if not 1 <= args.threads <= cores:
@@ -185,17 +185,7 @@ def check_run_options(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.max_hours) and args.max_hours > 0):
         raise ConfigError("max_hours", f"max_hours must be a finite number > 0; got "
                           f"{args.max_hours}")
-    out = os.path.abspath(args.out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError("out", f"out {args.out!r} is a file, not a folder")
-    parent = out
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError("out", f"out {args.out!r} lies under the file {parent!r}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError("out", f"out {args.out!r} cannot be written: no write permission "
-                          f"on {parent!r}")
+    check_output_folder(args.out)
 
 
 def _cores() -> int:

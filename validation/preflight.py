@@ -174,7 +174,16 @@ def estimate(config: Config, info: DataInfo) -> Estimate:
                     activations=activations, flops=flops, seconds=seconds)
 
 
-def check_config(config: Config, *, max_hours: float = MAX_HOURS,
+def data_info(config: Config) -> DataInfo:
+    """:func:`~validation.data.dataset_info` of ``config``'s source (ConfigError naming
+    ``cifar_path`` when the CIFAR-10 folder or one of its batches is bad)."""
+    try:
+        return dataset_info(config.dataset, cifar_path=config.cifar_path)
+    except ValueError as exc:
+        raise ConfigError("cifar_path", str(exc)) from None
+
+
+def check_config(config: Config, *, info: DataInfo | None = None, max_hours: float = MAX_HOURS,
                  memory_limit: float | None = None) -> Estimate:
     """Check ``config`` against its data and its size; return the size estimate.
 
@@ -182,6 +191,8 @@ def check_config(config: Config, *, max_hours: float = MAX_HOURS,
     ----------
     config : Config
         A run (its fields are already checked one by one).
+    info : DataInfo, optional
+        :func:`data_info` of ``config``, when already known (default: read it).
     max_hours : float
         Refuse a run whose estimated time exceeds this many hours.
     memory_limit : float, optional
@@ -204,10 +215,8 @@ def check_config(config: Config, *, max_hours: float = MAX_HOURS,
     """
     if not (isinstance(max_hours, int | float) and max_hours > 0):
         raise ConfigError("max_hours", f"max_hours must be a number > 0; got {max_hours!r}")
-    try:
-        info = dataset_info(config.dataset, cifar_path=config.cifar_path)
-    except ValueError as exc:
-        raise ConfigError("cifar_path", str(exc)) from None
+    if info is None:
+        info = data_info(config)
     if info.task == "regression":
         if config.classes is not None:
             raise ConfigError("classes", f"the {config.dataset} task is a regression and has "
@@ -246,6 +255,25 @@ def check_config(config: Config, *, max_hours: float = MAX_HOURS,
                           f"floating-point operations at {FLOP_RATE:.3g}/s), more than "
                           f"the bound of {max_hours:g} hours")
     return est
+
+
+def check_output_folder(path: str | os.PathLike) -> None:
+    """Check that the folder ``path`` exists or can be created, and can be written.
+
+    Nothing is created. Raises :class:`ConfigError` naming ``out`` when ``path`` is a
+    file, lies under a file, or its nearest existing folder is not writable.
+    """
+    out = os.path.abspath(os.fspath(path))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError("out", f"out {os.fspath(path)!r} is a file, not a folder")
+    parent = out
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError("out", f"out {os.fspath(path)!r} lies under the file {parent!r}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError("out", f"out {os.fspath(path)!r} cannot be written: no write "
+                          f"permission on {parent!r}")
 
 
 def _blame(config: Config, info: DataInfo, measure: Callable[[Estimate], float]) -> str:
