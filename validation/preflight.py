@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 MAX_HOURS = 168.0
 #: Assumed floating-point rate of one CPU thread (FLOP/s); rough, for the time estimate.
 FLOP_RATE = 5e9
-#: Assumed fixed cost of one pass over the training set per chunk (s): kernel launches and
+#: Assumed fixed cost of one forward-pass equivalent on one chunk (s): kernel launches and
 #: Python dispatch, which dominate small networks.
-CHUNK_OVERHEAD = 2e-4
+CHUNK_OVERHEAD = 2e-3
 #: Seconds to generate one MNIST-1D example.
 MNIST1D_SECONDS = 7e-4
 #: Multiples of a forward pass: a gradient, a Hessian-vector product, a third derivative.
@@ -117,9 +117,9 @@ def estimate(config: Config, info: DataInfo) -> Estimate:
       steps); gradient flow and the central flow take four gradients per step (RK4) and
       an estimate per record, the central flow ``k (k + 1) / 2`` third derivatives.
 
-    Time is ``flops / FLOP_RATE`` plus ``CHUNK_OVERHEAD`` per pass over each chunk, plus
-    the generation of MNIST-1D examples. These are rough: the point is to refuse a run
-    that is orders of magnitude too big, with the numbers in the message.
+    Time is ``flops / FLOP_RATE`` plus ``CHUNK_OVERHEAD`` per forward-pass equivalent and
+    chunk, plus the generation of MNIST-1D examples. These are rough: the point is to
+    refuse a run that is orders of magnitude too big, with the numbers in the message.
     """
     checks = set(config.checks)
     size = network_size(config.arch, info.input_shape, info.num_outputs, depth=config.depth,
@@ -207,7 +207,7 @@ def check_config(config: Config, *, info: DataInfo | None = None, max_hours: flo
     ------
     ConfigError
         Naming the field: a data source that cannot be read (``cifar_path``), classes
-        the source does not have or a regression task with classes (``classes``), more
+        the source does not have (``classes``), more
         examples than the source has (``n``), cross-entropy on a regression task
         (``loss``), a CNN on vector inputs (``arch``), more eigenpairs than parameters
         (``eigs``, ``track_vectors``), or a run too big for the memory or the time bound
@@ -217,13 +217,9 @@ def check_config(config: Config, *, info: DataInfo | None = None, max_hours: flo
         raise ConfigError("max_hours", f"max_hours must be a number > 0; got {max_hours!r}")
     if info is None:
         info = data_info(config)
-    if info.task == "regression":
-        if config.classes is not None:
-            raise ConfigError("classes", f"the {config.dataset} task is a regression and has "
-                              f"no classes; got classes {config.classes!r}")
-        if config.loss == "ce":
-            raise ConfigError("loss", f"loss 'ce' needs classes; the {config.dataset} task "
-                              "is a regression (use loss 'mse')")
+    if info.task == "regression" and config.loss == "ce":
+        raise ConfigError("loss", f"loss 'ce' needs classes; the {config.dataset} task is a "
+                          "regression (use loss 'mse')")
     try:
         available = info.available(config.classes)
     except ValueError as exc:

@@ -7,6 +7,7 @@ without a traceback and before any work starts (no data generated, no cluster st
 import collections
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -24,6 +25,9 @@ from validation.sweep import expand_spec
 from validation.sweep import main as sweep_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: A run of a few seconds: added where a missing check would otherwise start the default run.
+QUICK = ["--dataset", "synthetic", "--n", "20", "--steps", "4", "--window", "2", "--checks",
+         "edge", "--no-figures", "--no-progress"]
 
 
 # -- CIFAR-10 batches ---------------------------------------------------------------------------
@@ -128,7 +132,7 @@ BAD = [
     (["--classes", "1,1"], "--classes", "at least two distinct"),
     (["--classes", "0,12"], "--classes", "in [0, 10); got (0, 12)"),
     (["--classes=-1,2"], "--classes", "in [0, 10)"),
-    (["--classes", ""], "--classes", "comma-separated integers; got ''"),
+    ([*QUICK, "--classes", ""], "--classes", "comma-separated integers; got ''"),
     (["--classes", "a,b"], "--classes", "comma-separated integers"),
     (["--dataset", "synthetic", "--classes", "0,1"], "--classes", "regression and has no classes"),
     (["--dataset", "synthetic", "--arch", "cnn"], "--arch", "inputs of shape (20,)"),
@@ -172,11 +176,35 @@ def test_compare_refuses_an_output_folder_that_is_a_file(where, tmp_path, capsys
 
 
 def test_compare_refuses_an_unwritable_output_folder(tmp_path, capsys, monkeypatch):
-    # permissions do not bind every user (root writes anywhere): the check asks os.access
+    # permissions do not bind every user (root writes anywhere): the check asks os.access.
+    # The run is tiny, so that a missing check fails the test at once.
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(tmp_path)
                         else real(p, mode))
-    _refused(["--out", str(tmp_path / "new" / "out")], "--out", "cannot be written", capsys)
+    _refused([*QUICK, "--out", str(tmp_path / "new" / "out")], "--out", "cannot be written",
+             capsys)
+
+
+@pytest.mark.parametrize(("fields", "field", "match"), [
+    ({"dataset": "synthetic", "classes": (0, 1)}, "classes", "regression and has no classes"),
+    ({"classes": [0, 1]}, "classes", "must be a tuple"),
+    ({"classes": (0, 1.5)}, "classes", "two distinct integers"),
+    ({"n": 1}, "n", "n must be >= 2"),
+    ({"n": 2.5}, "n", "integer >= 1"),
+    ({"seed": 2**32}, "seed", "below 2**32"),
+    ({"window": 40, "steps": 30}, "window", "window=40 exceeds steps=30"),
+    ({"checks": ()}, "checks", "at least one check"),
+    ({"checks": ("edge", "nope")}, "checks", "unknown check 'nope'"),
+    ({"cifar_path": 3}, "cifar_path", "folder name"),
+    ({"drop_step": 1.5}, "drop_step", "integer"),
+    ({"beta": "high"}, "beta", "[0, 1)"),
+    ({"eta": True}, "eta", "finite number > 0"),
+    ({"activation": ["tanh"]}, "activation", "unknown activation"),
+])
+def test_config_refuses_bad_fields_naming_them(fields, field, match):
+    with pytest.raises(ConfigError, match=re.escape(match)) as exc:
+        Config(**fields)
+    assert exc.value.field == field
 
 
 def test_no_traceback_reaches_stderr(tmp_path, cifar_batch, write_pickle):
