@@ -130,8 +130,8 @@ class Config:
                               "of the python batches data_batch_1..5, test_batch)")
         if self.classes is not None:
             if not isinstance(self.classes, tuple):
-                raise ConfigError("classes", f"classes must be a tuple of class indices; got "
-                                  f"{self.classes!r}")
+                raise ConfigError("classes", f"classes must be a tuple (a list in a spec) of "
+                                  f"class indices; got {self.classes!r}")
             if self.dataset == "synthetic":
                 raise ConfigError("classes", "the synthetic task is a regression and has no "
                                   f"classes; got classes {self.classes!r}")
@@ -144,6 +144,8 @@ class Config:
                               f"{self.checks!r}")
         for check in self.checks:
             _choice(check, "check", CHECKS, field="checks")
+        if len(set(self.checks)) != len(self.checks):
+            raise ConfigError("checks", f"checks must name each check once; got {self.checks!r}")
         if self.optimizer != "gd":
             bad = [c for c in self.checks if c in GD_ONLY]
             if bad:

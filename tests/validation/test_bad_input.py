@@ -195,6 +195,7 @@ def test_compare_refuses_an_unwritable_output_folder(tmp_path, capsys, monkeypat
     ({"window": 40, "steps": 30}, "window", "window=40 exceeds steps=30"),
     ({"checks": ()}, "checks", "at least one check"),
     ({"checks": ("edge", "nope")}, "checks", "unknown check 'nope'"),
+    ({"checks": ("edge", "edge")}, "checks", "each check once"),
     ({"cifar_path": 3}, "cifar_path", "folder name"),
     ({"drop_step": 1.5}, "drop_step", "integer"),
     ({"beta": "high"}, "beta", "[0, 1)"),
