@@ -141,7 +141,7 @@ def estimate(config: Config, info: DataInfo) -> Estimate:
     runs = 1 + ("momentum" in checks) + ("drop" in checks)
     flows = bool(checks & {"central-flow", "flow-distance"})
     pgd = "constrained" in checks
-    k_run = max(1, config.track_vectors)
+    k_run = config.track_vectors
     trackers = [k_run] * runs
     v = 4 * runs
     if flows:
