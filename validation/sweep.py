@@ -721,6 +721,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.scheduler is not None and args.workers is not None:
             raise ValueError("--workers sets the local cluster; with --scheduler the "
                              "cluster's own workers run the tasks")
+        if args.scheduler is None and args.threads > _cores():
+            raise ValueError(f"--threads must be at most the {_cores()} cores of this machine "
+                             f"(its local cluster runs the tasks); got {args.threads}")
         spec = load_spec(args.spec)
         out = args.out or default_out(spec, args.spec)
         try:

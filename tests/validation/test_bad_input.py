@@ -260,6 +260,7 @@ def test_a_spec_is_checked_in_full_before_anything_runs(tmp_path, cifar_batch, w
     ({"base": {"dataset": "digits", "classes": [3]}}, [], "at least two distinct"),
     ({"base": TINY, "grid": {}}, [], "grid must map"),
     ({"base": TINY}, ["--max-hours", "-1"], "--max-hours must be a finite number > 0"),
+    ({"base": TINY}, ["--threads", "100000"], "--threads must be at most the"),
     ({"base": TINY, "out": 5}, [], "out must be a folder name"),
 ])
 def test_sweep_refuses_a_bad_spec_with_status_2(spec, extra, match, tmp_path, capsys):
