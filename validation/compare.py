@@ -13,6 +13,7 @@ import time
 _T0 = time.perf_counter()
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
@@ -41,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     from validation.experiment import Config
+    from validation.preflight import MAX_HOURS
 
     d = Config()
     p = _Parser(
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default %(default)s; the quadratic checks run "
                         "in a second process)")
+    g.add_argument("--max-hours", type=float, default=MAX_HOURS,
+                   help="refuse a run whose estimated time exceeds this (default "
+                        "%(default)s; see README)")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints (default %(default)s)")
     g.add_argument("--resume", action="store_true",
@@ -124,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    """Build the :class:`~validation.experiment.Config` (raises ValueError on bad input)."""
+    """Build the :class:`~validation.experiment.Config` (ConfigError naming the field)."""
     from validation.experiment import CHECKS, DEFAULT_CHECKS, GD_ONLY, Config
+    from validation.preflight import ConfigError
 
     if args.checks == "default":
         checks = tuple(c for c in DEFAULT_CHECKS if args.optimizer == "gd" or c not in GD_ONLY)
@@ -135,15 +141,15 @@ def config_from_args(args: argparse.Namespace):
         checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
         for c in checks:
             if c not in CHECKS:
-                raise ValueError(f"unknown check {c!r}; accepted: {', '.join(CHECKS)}, "
-                                 "default, all")
+                raise ConfigError("checks", f"unknown check {c!r}; accepted: "
+                                  f"{', '.join(CHECKS)}, default, all")
     classes = None
-    if args.classes:
+    if args.classes is not None:
         try:
             classes = tuple(int(c) for c in args.classes.split(","))
         except ValueError:
-            raise ValueError(f"--classes must be comma-separated integers; got {args.classes!r}"
-                             ) from None
+            raise ConfigError("classes", f"classes must be comma-separated integers; got "
+                              f"{args.classes!r}") from None
     drop_step = args.drop_step
     if drop_step is None and "drop" in checks:
         drop_step = args.steps // 2
@@ -159,6 +165,34 @@ def config_from_args(args: argparse.Namespace):
         track_vectors=args.track_vectors, refresh_every=args.refresh_every,
         tol=args.tol, window=args.window, chunk_size=args.chunk_size,
         checkpoint_every=args.checkpoint_every)
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    """Check the options that are not fields of the run: threads, time bound, output folder.
+
+    Raises
+    ------
+    ConfigError
+        ``threads`` below 1 or above this machine's cores; ``max_hours`` not a positive
+        number; ``out`` that is a file, lies under a file, or cannot be written.
+    """
+    from validation.preflight import ConfigError, check_output_folder
+
+    cores = _cores()
+    if not 1 <= args.threads <= cores:
+        raise ConfigError("threads", f"threads must lie in [1, {cores}] (the cores of this "
+                          f"machine); got {args.threads}")
+    if not (math.isfinite(args.max_hours) and args.max_hours > 0):
+        raise ConfigError("max_hours", f"max_hours must be a finite number > 0; got "
+                          f"{args.max_hours}")
+    check_output_folder(args.out)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _quadratic_rows() -> list:
@@ -192,22 +226,28 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 when the run completed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    import torch
+
+    from validation.experiment import pick_device
+    from validation.preflight import ConfigError, check_config
+
+    # every check before any work: options, fields, data, size
     try:
+        check_run_options(args)
         config = config_from_args(args)
-        if config.dataset == "cifar10":
-            from validation.data import cifar_batches
-
-            cifar_batches(config.cifar_path)
-        for name in ("threads",):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name} must be >= 1; got {getattr(args, name)}")
-        import torch
-
-        from validation.experiment import pick_device
-
-        device = pick_device(args.device)
+        check_config(config, max_hours=args.max_hours)
+        try:
+            device = pick_device(args.device)
+        except ValueError as exc:
+            raise ConfigError("device", str(exc)) from None
+    except ConfigError as exc:
+        parser.error(f"argument --{exc.field.replace('_', '-')}: {exc}")
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"argument --out: cannot create {args.out!r}: {exc.strerror or exc}")
     from validation.experiment import run_experiment
     from validation.predictions import evaluate
     from validation.report import build_report, format_table, write_figures, write_report
@@ -216,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-    os.makedirs(args.out, exist_ok=True)
     quad = _start_quadratic() if "quadratic-thresholds" in config.checks else None
     t_run = time.perf_counter()
     results = run_experiment(config, out_dir=args.out, device=str(device), resume=args.resume,

@@ -20,6 +20,8 @@ import numpy as np
 DATASETS = ("mnist1d", "digits", "cifar10", "synthetic")
 STANDARDIZE = ("feature", "global", "none")
 CIFAR_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+#: Input dimension of the synthetic regression task.
+SYNTHETIC_DIM = 20
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def load_dataset(
         Data source. ``"mnist1d"`` is generated procedurally (no download);
         ``"cifar10"`` needs ``cifar_path``.
     n : int
-        Number of training examples (>= 1). For classification the examples are a
+        Number of training examples (>= 2). For classification the examples are a
         seeded random subset of the kept classes.
     classes : sequence of int, optional
         Classes to keep (relabelled 0..k-1 in the given order). Default: all.
@@ -96,11 +98,13 @@ def load_dataset(
         the training set; ``"global"`` uses one mean and standard deviation for all
         coordinates; ``"none"`` keeps the inputs as loaded (pixels in [0, 1]).
     seed : int
-        Seed of the subset choice (and of the synthetic task and of MNIST-1D's generator).
+        Seed of the subset choice (and of the synthetic task and of MNIST-1D's generator),
+        in ``[0, 2**32)``.
     cifar_path : path, optional
         Folder holding the CIFAR-10 python batches ``data_batch_1`` .. ``data_batch_5``
         and ``test_batch`` (each a pickled dict with ``b"data"``, uint8 of shape
-        ``(N, 3072)``, and ``b"labels"``). Only the batches present are read, in that order.
+        ``(N, 3072)``, and ``b"labels"``, one per image; see :func:`read_cifar_batch`).
+        Only the batches present are read, in that order.
 
     Returns
     -------
@@ -109,7 +113,8 @@ def load_dataset(
     Raises
     ------
     ValueError
-        Unknown name or standardisation, bad ``n`` or classes, missing CIFAR-10 folder.
+        Unknown name or standardisation, bad ``n``, seed or classes, missing CIFAR-10
+        folder or a batch that is not a valid python batch.
 
     Examples
     --------
@@ -123,10 +128,12 @@ def load_dataset(
         raise ValueError(
             f"unknown standardize {standardize!r}; accepted: {', '.join(STANDARDIZE)}"
         )
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be an integer >= 1; got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (standardised, one example is all "
+                         f"zeros); got {n!r}")
+    if (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < 2**32):
+        raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     n = int(n)
     if name == "synthetic":
         if classes is not None:
@@ -139,19 +146,15 @@ def load_dataset(
         x_all, y_all = _read_cifar(cifar_path)
         num_classes = 10
     elif name == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        x_all = digits.data.reshape(-1, 1, 8, 8) / 16.0
-        y_all = digits.target.astype(np.int64)
+        x_all, y_all = _digits()
         num_classes = 10
     else:
         num_classes = 10
-        keep = _check_classes(classes, num_classes)
+        keep = check_classes(classes, num_classes)
         # Generate enough examples so that ``n`` of the kept classes exist.
         per_class = math.ceil(n / len(keep)) + 1
         x_all, y_all = _mnist1d(per_class * num_classes, seed)
-    keep = _check_classes(classes, num_classes)
+    keep = check_classes(classes, num_classes)
     mask = np.isin(y_all, keep)
     available = int(mask.sum())
     if available < n:
@@ -161,20 +164,94 @@ def load_dataset(
     idx = np.sort(rng.choice(idx, size=n, replace=False))
     relabel = np.full(num_classes, -1, dtype=np.int64)
     relabel[list(keep)] = np.arange(len(keep))
-    x = _standardize(np.asarray(x_all[idx], dtype=np.float64), standardize)
+    x = np.asarray(x_all[idx], dtype=np.float64)
+    if name == "cifar10":
+        x = x.reshape(-1, 3, 32, 32) / 255.0
+    x = _standardize(x, standardize)
     y = relabel[y_all[idx]]
     return Dataset(name, x, y, len(keep), x.shape[1:], "classification")
 
 
-def _check_classes(classes: Sequence[int] | None, num_classes: int) -> list[int]:
+@dataclass(frozen=True)
+class DataInfo:
+    """What a data source offers, known before its examples are loaded.
+
+    Attributes
+    ----------
+    input_shape : tuple of int
+        Shape of one input.
+    num_outputs : int
+        Number of classes (classification) or regression dimension.
+    task : str
+        ``"classification"`` or ``"regression"``.
+    labels : numpy.ndarray or None
+        Class index of every example for a finite source (digits, CIFAR-10); None for
+        a generated source (MNIST-1D, synthetic), which has as many examples as asked.
+    """
+
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    task: str
+    labels: np.ndarray | None
+
+    def available(self, classes: Sequence[int] | None) -> int | None:
+        """Examples of the kept ``classes`` (all classes when None); None when unbounded."""
+        if self.labels is None:
+            return None
+        keep = check_classes(classes, self.num_outputs)
+        return int(np.isin(self.labels, keep).sum())
+
+
+def dataset_info(name: str, *, cifar_path: str | os.PathLike | None = None) -> DataInfo:
+    """Shape, task and labels of a data source, without standardising or subsetting.
+
+    CIFAR-10 batches are read and checked in full (so that a corrupt file is found
+    before a run starts); MNIST-1D and the synthetic task generate nothing.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; for CIFAR-10 a missing folder or a batch that is not a valid
+        python batch (the message names the file).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+    if name == "synthetic":
+        return DataInfo((SYNTHETIC_DIM,), 1, "regression", None)
+    if name == "mnist1d":
+        return DataInfo((1, 40), 10, "classification", None)
+    if name == "digits":
+        return DataInfo((1, 8, 8), 10, "classification", _digits()[1])
+    if cifar_path is None:
+        raise ValueError("cifar_path is required for dataset 'cifar10'")
+    return DataInfo((3, 32, 32), 10, "classification", _read_cifar(cifar_path)[1])
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.data.reshape(-1, 1, 8, 8) / 16.0, digits.target.astype(np.int64)
+
+
+def check_classes(classes: Sequence[int] | None, num_classes: int) -> list[int]:
+    """The kept classes as a list (all when None).
+
+    Raises
+    ------
+    ValueError
+        Unless ``classes`` holds two or more distinct integers in ``[0, num_classes)``.
+    """
     if classes is None:
         return list(range(num_classes))
-    keep = [int(c) for c in classes]
-    if len(keep) < 2 or len(set(keep)) != len(keep) or not all(0 <= c < num_classes for c in keep):
+    keep = list(classes)
+    if (len(keep) < 2 or not all(isinstance(c, int | np.integer) and not isinstance(c, bool)
+                                 for c in keep)
+            or len(set(keep)) != len(keep) or not all(0 <= c < num_classes for c in keep)):
         raise ValueError(
             f"classes must be at least two distinct integers in [0, {num_classes}); got {classes!r}"
         )
-    return keep
+    return [int(c) for c in keep]
 
 
 def _standardize(x: np.ndarray, how: str) -> np.ndarray:
@@ -232,27 +309,94 @@ def cifar_batches(path: str | os.PathLike) -> list[str]:
     return present
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler of CIFAR-10 python batches: builds numpy arrays and nothing else."""
+
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 "
+                                         "batch does not hold")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and labels of one CIFAR-10 python batch, checked.
+
+    Parameters
+    ----------
+    path : path
+        A pickled dict with ``b"data"``, shape ``(N, 3072)`` with values in ``[0, 255]``
+        (uint8 in the official files), and ``b"labels"``, ``N`` integers in ``[0, 10)``.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        ``(N, 3072)`` as stored.
+    labels : numpy.ndarray
+        ``(N,)`` int64.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: unreadable or not a pickle, references to anything but
+        numpy arrays, not a dict, missing keys, wrong shape, non-finite or out-of-range
+        pixels, labels that are not integers in ``[0, 10)`` or not one per image.
+    """
+    path = os.fspath(path)
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"CIFAR-10 batch {path!r} {why}")
+
+    try:
+        with open(path, "rb") as fh:
+            d = _BatchUnpickler(fh, encoding="bytes").load()
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise bad(f"could not be read ({type(exc).__name__}: {first})") from None
+    if not isinstance(d, dict):
+        raise bad(f"holds a {type(d).__name__}, not a dict with b'data' and b'labels'")
+    if b"data" not in d or b"labels" not in d:
+        raise bad("lacks b'data' or b'labels'")
+    data, labels = d[b"data"], d[b"labels"]
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
+        shape = data.shape if isinstance(data, np.ndarray) else type(data).__name__
+        raise bad(f"data must be an array of shape (N, 3072); got {shape}")
+    if data.dtype.kind not in "uif":
+        raise bad(f"data must hold numbers; got dtype {data.dtype}")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise bad("data holds non-finite pixels (NaN or inf)")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise bad(f"data must lie in [0, 255]; got [{data.min()}, {data.max()}]")
+    try:
+        labels = np.asarray(labels)
+    except Exception:
+        raise bad("labels must be a list of integers") from None
+    if labels.ndim != 1 or labels.dtype.kind not in "ui":
+        raise bad(f"labels must be a list of integers; got {labels.dtype} of shape "
+                  f"{labels.shape}")
+    if labels.shape[0] != data.shape[0]:
+        raise bad(f"has {data.shape[0]} images but {labels.shape[0]} labels")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise bad(f"labels must lie in [0, 10); got [{labels.min()}, {labels.max()}]")
+    return data, labels.astype(np.int64)
+
+
 def _read_cifar(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Every batch present in ``path``, concatenated: pixels ``(N, 3072)`` as stored."""
     folder = os.fspath(path)
-    present = cifar_batches(folder)
-    xs, ys = [], []
-    for batch in present:
-        with open(os.path.join(folder, batch), "rb") as fh:
-            try:
-                d = pickle.load(fh, encoding="bytes")
-            except Exception as exc:
-                raise ValueError(f"CIFAR-10 batch {batch!r} could not be read: {exc}") from exc
-        if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
-            raise ValueError(f"CIFAR-10 batch {batch!r} lacks b'data' or b'labels'")
-        data = np.asarray(d[b"data"])
-        if data.ndim != 2 or data.shape[1] != 3072:
-            raise ValueError(f"CIFAR-10 batch {batch!r} data must have shape (N, 3072)")
-        xs.append(data.reshape(-1, 3, 32, 32).astype(np.float64) / 255.0)
-        ys.append(np.asarray(d[b"labels"], dtype=np.int64))
-    return np.concatenate(xs), np.concatenate(ys)
+    batches = [read_cifar_batch(os.path.join(folder, b)) for b in cifar_batches(folder)]
+    return np.concatenate([d for d, _ in batches]), np.concatenate([y for _, y in batches])
 
 
-def _synthetic(n: int, seed: int, dim: int = 20, out_dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _synthetic(n: int, seed: int, dim: int = SYNTHETIC_DIM,
+               out_dim: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian inputs and targets from a random one-hidden-layer tanh teacher of width 10."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim))

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import torch
 
 from validation.checkpoint import load_torch, save_torch
-from validation.data import DATASETS, STANDARDIZE, load_dataset
+from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
 from validation.flows import CentralFlow, ConstrainedTrajectory, GradientFlow
 from validation.networks import ACTIVATIONS, ARCHITECTURES, PARAMETRIZATIONS, build_network
 from validation.objective import LOSSES, Objective, make_objective
+from validation.preflight import ConfigError
 from validation.sharpness import SharpnessTracker
 
 OPTIMIZERS = ("gd", "heavy_ball", "nesterov")
@@ -30,6 +31,8 @@ GD_ONLY = ("central-flow", "self-stabilization", "flow-distance", "constrained",
 DEFAULT_CHECKS = ("edge", "central-flow", "self-stabilization", "flow-distance",
                   "quadratic-thresholds")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Classes of every classification source (MNIST-1D, digits, CIFAR-10).
+NUM_CLASSES = 10
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -41,6 +44,11 @@ class Config:
     width 64 and a zero-initialised read-out, squared loss, float32, and GD with
     ``eta = 0.3`` for 600 steps: the sharpness starts at about ``0.63 * 2/eta``, reaches
     ``2/eta`` near step 190 and the run then stays at the edge of stability.
+
+    Every field is checked alone and against the others at construction (a
+    :class:`~validation.preflight.ConfigError` naming the field);
+    :func:`~validation.preflight.check_config` checks the fields against the data and
+    the run's size.
     """
 
     dataset: str = "mnist1d"
@@ -89,39 +97,74 @@ class Config:
                      "track_vectors", "window", "chunk_size", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+                raise ConfigError(name, f"{name} must be an integer >= 1; got {value!r}")
+        if self.n < 2:
+            raise ConfigError("n", f"n must be >= 2 (standardised, a single example is all "
+                              f"zeros); got {self.n}")
         for name in ("seed", "refresh_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+                raise ConfigError(name, f"{name} must be an integer >= 0; got {value!r}")
+        if self.seed >= 2**32:
+            raise ConfigError("seed", f"seed must be below 2**32; got {self.seed}")
         for name in ("eta", "drop_factor", "tol"):
             _positive(getattr(self, name), name)
         if self.momentum_eta is not None:
             _positive(self.momentum_eta, "momentum_eta")
-        if not (math.isfinite(self.readout_scale) and self.readout_scale >= 0):
-            raise ValueError(f"readout_scale must be finite and >= 0; got {self.readout_scale!r}")
+        if not (_real(self.readout_scale) and self.readout_scale >= 0):
+            raise ConfigError("readout_scale", f"readout_scale must be finite and >= 0; got "
+                              f"{self.readout_scale!r}")
         for name in ("beta", "momentum_beta"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and 0.0 <= value < 1.0):
-                raise ValueError(f"{name} must lie in [0, 1); got {value!r}")
+            if not (_real(value) and 0.0 <= value < 1.0):
+                raise ConfigError(name, f"{name} must lie in [0, 1); got {value!r}")
+        if self.cifar_path is not None and not isinstance(self.cifar_path, str):
+            raise ConfigError("cifar_path", f"cifar_path must be a folder name; got "
+                              f"{self.cifar_path!r}")
+        if self.drop_step is not None and (isinstance(self.drop_step, bool)
+                                           or not isinstance(self.drop_step, int)):
+            raise ConfigError("drop_step", f"drop_step must be an integer; got "
+                              f"{self.drop_step!r}")
         if self.dataset == "cifar10" and self.cifar_path is None:
-            raise ValueError("dataset 'cifar10' needs cifar_path (the folder of the "
-                             "python batches data_batch_1..5, test_batch)")
+            raise ConfigError("cifar_path", "dataset 'cifar10' needs cifar_path (the folder "
+                              "of the python batches data_batch_1..5, test_batch)")
+        if self.classes is not None:
+            if not isinstance(self.classes, tuple):
+                raise ConfigError("classes", f"classes must be a tuple (a list in a spec) of "
+                                  f"class indices; got {self.classes!r}")
+            if self.dataset == "synthetic":
+                raise ConfigError("classes", "the synthetic task is a regression and has no "
+                                  f"classes; got classes {self.classes!r}")
+            try:
+                check_classes(self.classes, NUM_CLASSES)
+            except ValueError as exc:
+                raise ConfigError("classes", str(exc)) from None
+        if not isinstance(self.checks, tuple) or not self.checks:
+            raise ConfigError("checks", f"checks must name at least one check; got "
+                              f"{self.checks!r}")
         for check in self.checks:
-            _choice(check, "check", CHECKS)
+            _choice(check, "check", CHECKS, field="checks")
+        if len(set(self.checks)) != len(self.checks):
+            raise ConfigError("checks", f"checks must name each check once; got {self.checks!r}")
         if self.optimizer != "gd":
             bad = [c for c in self.checks if c in GD_ONLY]
             if bad:
-                raise ValueError(f"checks {', '.join(bad)} compare GD with its flows and need "
-                                 f"optimizer 'gd'; got optimizer {self.optimizer!r}")
+                raise ConfigError("checks", f"checks {', '.join(bad)} compare GD with its "
+                                  f"flows and need optimizer 'gd'; got optimizer "
+                                  f"{self.optimizer!r}")
         if "drop" in self.checks:
             if self.drop_step is None:
-                raise ValueError("check 'drop' needs drop_step (the step of the step-size drop)")
+                raise ConfigError("drop_step", "check 'drop' needs drop_step (the step of the "
+                                  "step-size drop)")
             if not 0 < self.drop_step < self.steps:
-                raise ValueError(f"drop_step must lie in (0, steps={self.steps}); "
-                                 f"got {self.drop_step!r}")
+                raise ConfigError("drop_step", f"drop_step must lie in (0, steps={self.steps}); "
+                                  f"got {self.drop_step!r}")
         if self.window % 2:
-            raise ValueError(f"window must be even (centred averages); got {self.window}")
+            raise ConfigError("window", f"window must be even (centred averages); got "
+                              f"{self.window}")
+        if self.window > self.steps:
+            raise ConfigError("window", f"window={self.window} exceeds steps={self.steps} "
+                              "(time averages over the last window steps of the run)")
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary."""
@@ -131,14 +174,21 @@ class Config:
         return d
 
 
-def _choice(value, name, accepted) -> None:
-    if value not in accepted:
-        raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+def _choice(value, name, accepted, field=None) -> None:
+    if not isinstance(value, str) or value not in accepted:
+        raise ConfigError(field or name, f"unknown {name} {value!r}; accepted: "
+                          f"{', '.join(accepted)}")
+
+
+def _real(value) -> bool:
+    """A finite int or float (not a bool)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _positive(value, name) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    if not (_real(value) and value > 0):
+        raise ConfigError(name, f"{name} must be a finite number > 0; got {value!r}")
 
 
 def make_optimizer(name: str, beta: float):

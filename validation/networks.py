@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -201,3 +202,68 @@ def build_network(
         layers.append(_Layer("dense", (num_outputs, fan_in), bias, fan_in))
     return Network(arch, input_shape, num_outputs, depth, width, activation, parametrization,
                    tuple(layers))
+
+
+class NetworkSize(NamedTuple):
+    """Size of a network: see :func:`network_size`."""
+
+    params: int
+    macs: int
+    activations: int
+
+
+def network_size(arch: str, input_shape: tuple[int, ...], num_outputs: int, *, depth: int,
+                 width: int) -> NetworkSize:
+    """Parameters, multiply-adds and activations per example of a network, in closed form.
+
+    Cheap for any ``depth`` and ``width`` (nothing is built), so that a run can be
+    sized before :func:`build_network` allocates anything.
+
+    Parameters
+    ----------
+    arch, input_shape, num_outputs, depth, width
+        As in :func:`build_network` (not checked here).
+
+    Returns
+    -------
+    NetworkSize
+        ``params``: number of parameters, equal to ``build_network(...).num_params``;
+        ``macs``: multiply-adds of one forward pass on one example (weights times the
+        positions they are applied at); ``activations``: numbers one forward pass on one
+        example produces (layer outputs, and pooled outputs).
+
+    Notes
+    -----
+    With ``d`` the input size, ``w`` the width, ``D`` the depth and ``o`` the outputs,
+    the MLP has ``d w + (D - 1) w^2 + w o`` weights and ``D w + o`` biases (the linear
+    network no biases), each weight used once per example. The CNN's layer ``l`` has
+    ``w c_l 3^r`` weights (``c_1`` the input channels, ``c_l = w`` after, ``r`` the
+    number of spatial axes), used at each of the ``P_l`` positions of its input, where
+    ``P_l`` halves along every axis after each layer whose output is at least 4 wide.
+    """
+    if arch != "cnn":
+        d = math.prod(input_shape)
+        weights = d * width + (depth - 1) * width * width + width * num_outputs
+        biases = depth * width + num_outputs if arch == "mlp" else 0
+        return NetworkSize(weights + biases, weights, depth * width + num_outputs)
+    channels, spatial = input_shape[0], list(input_shape[1:])
+    kernel = 3 ** len(spatial)
+    params = width * channels * kernel + width + (depth - 1) * (width * width * kernel + width)
+    params += num_outputs * width + num_outputs
+    macs = activations = 0
+    layer = 0
+    while layer < depth:
+        fan_in = (channels if layer == 0 else width) * kernel
+        positions = math.prod(spatial)
+        if layer > 0 and min(spatial) < 4:
+            # the size no longer changes: every remaining layer costs the same
+            macs += (depth - layer) * width * fan_in * positions
+            activations += (depth - layer) * width * positions
+            break
+        macs += width * fan_in * positions
+        activations += width * positions
+        if min(spatial) >= 4:
+            spatial = [s // 2 for s in spatial]
+            activations += width * math.prod(spatial)
+        layer += 1
+    return NetworkSize(params, macs + num_outputs * width, activations + num_outputs)

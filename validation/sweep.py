@@ -46,6 +46,7 @@ import numpy as np
 
 from validation.checkpoint import write_json
 from validation.experiment import Config
+from validation.preflight import MAX_HOURS, check_config, check_output_folder, data_info
 
 #: Options of a run that are not fields of :class:`~validation.experiment.Config`.
 RUN_OPTIONS = ("device",)
@@ -117,8 +118,13 @@ def load_spec(path: str | os.PathLike) -> dict:
     return spec
 
 
-def expand_spec(spec: dict) -> list[SweepEntry]:
+def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]:
     """The configurations of a spec, in order: grid points first, then ``configs``.
+
+    Every configuration is checked in full before it is returned, as a single run is:
+    its fields, its data (data folders exist and every CIFAR-10 batch reads) and its
+    size (:func:`~validation.preflight.check_config`), so that no bad configuration
+    reaches a worker.
 
     Parameters
     ----------
@@ -128,6 +134,8 @@ def expand_spec(spec: dict) -> list[SweepEntry]:
         informative ``name`` and ``out``. Fields are those of
         :class:`~validation.experiment.Config` and ``device``. With neither ``grid`` nor
         ``configs`` the sweep is the single configuration ``base``.
+    max_hours : float
+        Refuse a configuration whose estimated time exceeds this many hours.
 
     Returns
     -------
@@ -137,8 +145,10 @@ def expand_spec(spec: dict) -> list[SweepEntry]:
     Raises
     ------
     ValueError
-        Unknown keys or fields, values of the wrong type, or a configuration that
-        :class:`Config` rejects (the message names the configuration).
+        Unknown keys or fields, values of the wrong type, an empty ``grid`` or
+        ``configs``, or a configuration that :class:`Config` or
+        :func:`~validation.preflight.check_config` rejects (the message names the
+        configuration and the field).
     """
     if not isinstance(spec, dict):
         raise ValueError(f"the spec must be a JSON object; got {type(spec).__name__}")
@@ -151,6 +161,8 @@ def expand_spec(spec: dict) -> list[SweepEntry]:
     grid = spec.get("grid")
     if grid is not None:
         _check_fields(grid, "grid")
+        if not grid:
+            raise ValueError("grid must map at least one field to a list of values; got {}")
         for name, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"grid field {name!r} must be a non-empty list of values; "
@@ -169,10 +181,16 @@ def expand_spec(spec: dict) -> list[SweepEntry]:
         points = [{}]
     entries: list[SweepEntry] = []
     seen: set[str] = set()
+    infos: dict = {}  # each data source is read once
     for i, point in enumerate(points):
         overrides = {**base, **point}
         try:
             entry = make_entry(overrides)
+            if entry.key not in seen:
+                source = (entry.config.dataset, entry.config.cifar_path)
+                if source not in infos:
+                    infos[source] = data_info(entry.config)
+                check_config(entry.config, info=infos[source], max_hours=max_hours)
         except ValueError as exc:
             raise ValueError(f"configuration {i} {json.dumps(overrides)}: {exc}") from None
         if entry.key not in seen:
@@ -661,6 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes of the local cluster (default: every core)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per task (default %(default)s)")
+    p.add_argument("--max-hours", type=float, default=MAX_HOURS,
+                   help="refuse a configuration whose estimated time exceeds this "
+                        "(default %(default)s)")
     p.add_argument("--dashboard", type=int, default=None, metavar="PORT",
                    help="serve the local cluster's dashboard on 127.0.0.1:PORT (default: off)")
     p.add_argument("--checkpoints", action="store_true",
@@ -677,8 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_out(spec: dict, spec_path: str) -> str:
     """The output folder named by the spec, else ``results/sweeps/<name or file stem>``."""
-    if spec.get("out"):
-        return os.fspath(spec["out"])
+    if spec.get("out") is not None:
+        if not isinstance(spec["out"], str) or not spec["out"]:
+            raise ValueError(f"out must be a folder name; got {spec['out']!r}")
+        return spec["out"]
     name = spec.get("name") or os.path.splitext(os.path.basename(spec_path))[0]
     return os.path.join("results", "sweeps", str(name))
 
@@ -689,16 +712,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        spec = load_spec(args.spec)
-        entries = expand_spec(spec)
-        out = args.out or default_out(spec, args.spec)
         for name in ("threads", "workers", "dashboard"):
             value = getattr(args, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1; got {value}")
+        if not (math.isfinite(args.max_hours) and args.max_hours > 0):
+            raise ValueError(f"--max-hours must be a finite number > 0; got {args.max_hours}")
         if args.scheduler is not None and args.workers is not None:
             raise ValueError("--workers sets the local cluster; with --scheduler the "
                              "cluster's own workers run the tasks")
+        if args.scheduler is None and args.threads > _cores():
+            raise ValueError(f"--threads must be at most the {_cores()} cores of this machine "
+                             f"(its local cluster runs the tasks); got {args.threads}")
+        spec = load_spec(args.spec)
+        out = args.out or default_out(spec, args.spec)
+        try:
+            check_output_folder(out)
+        except ValueError as exc:
+            raise ValueError(f"--out: {exc}") from None
+        entries = expand_spec(spec, max_hours=args.max_hours)
     except ValueError as exc:
         parser.error(str(exc))
     from validation.sweep_report import format_summary, write_figures, write_summary_csv

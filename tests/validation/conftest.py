@@ -1,5 +1,8 @@
 """Shared fixtures of the validation tests: one torch thread, small float64 problems."""
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 
@@ -31,3 +34,29 @@ def dense_hessian():
         return torch.autograd.functional.hessian(lambda p: obj._chunk_loss(p, obj.x, obj.y), w)
 
     return hess
+
+
+def _cifar_batch(n: int, seed: int = 0, labels: int | None = None) -> dict:
+    rng = np.random.default_rng(seed)
+    return {b"batch_label": b"training batch 1 of 5",
+            b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, size=n if labels is None else labels).tolist(),
+            b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+
+
+@pytest.fixture
+def cifar_batch():
+    """``(n, seed=0, labels=None) -> dict``: a CIFAR-10 python batch of ``n`` random uint8
+    images and ``labels`` (default ``n``) random labels, with the official keys."""
+    return _cifar_batch
+
+
+@pytest.fixture
+def write_pickle():
+    """``(path, obj)``: pickle ``obj`` to ``path`` (protocol 2, as the official files)."""
+    def write(path, obj):
+        with open(path, "wb") as fh:
+            pickle.dump(obj, fh, protocol=2)
+        return path
+
+    return write

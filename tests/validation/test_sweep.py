@@ -296,10 +296,19 @@ def test_killing_a_worker_mid_sweep_loses_no_finished_result(client, tmp_path):
     assert killed["worker"] not in client.scheduler_info()["workers"]
 
 
-def test_a_failed_task_is_reported_and_the_sweep_goes_on(client, tmp_path, capsys):
+def test_a_failed_task_is_reported_and_the_sweep_goes_on(client, tmp_path, capsys,
+                                                          monkeypatch, cifar_batch,
+                                                          write_pickle):
+    # The spec is checked in full here, but the workers run elsewhere: a data folder given
+    # by a relative path that exists only from the client's working directory passes the
+    # check and is missing on the workers, whose task then fails.
+    monkeypatch.chdir(tmp_path)
+    cifar = "cifar-of-the-client"
+    os.mkdir(cifar)
+    write_pickle(tmp_path / cifar / "data_batch_1", cifar_batch(120))
     spec = {"base": TINY, "configs": [
         {"eta": 0.6, "width": 8},
-        {"eta": 0.6, "dataset": "cifar10", "cifar_path": "no/such/folder"},
+        {"eta": 0.6, "dataset": "cifar10", "cifar_path": cifar, "n": 100},
         {"eta": 1.0, "width": 8}]}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -310,7 +319,7 @@ def test_a_failed_task_is_reported_and_the_sweep_goes_on(client, tmp_path, capsy
     text = capsys.readouterr()
     bad = expand_spec(spec)[1].key
     assert "3 configuration(s): 2 done, 1 failed, 0 pending" in text.out
-    assert f"failed {bad}: ValueError: cifar_path 'no/such/folder'" in text.out
+    assert f"failed {bad}: ValueError: cifar_path '{cifar}'" in text.out
     assert f"failed {bad}" in text.err  # reported when it happened
     index = _load(out / INDEX)
     row = next(c for c in index["configurations"] if c["key"] == bad)
