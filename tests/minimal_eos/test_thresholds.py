@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from minimal_eos import GD, HeavyBall, Nesterov, Quadratic, Status, simulate
@@ -21,6 +21,7 @@ from minimal_eos.thresholds import (
 )
 
 DERIVED = derive_all()
+LONG = settings.get_current_profile_name() == "long"  # pytest --full: >= 1,000 examples each
 
 
 @pytest.mark.parametrize("name", ["gd", "heavy_ball", "nesterov"])
@@ -38,7 +39,7 @@ def test_update_matrix_drops_the_inert_velocity_of_gd():
     assert update_matrix(GD()) == sp.Matrix([[1 - a_sym * eta_sym]])
 
 
-@settings(max_examples=60)
+@settings(max_examples=1000 if LONG else 60)
 @given(st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=3))
 def test_schur_cohn_agrees_with_numerical_roots(coeffs):
     """All D_k > 0 iff every root of z^3 + c2 z^2 + c1 z + c0 is inside the unit circle."""
@@ -101,7 +102,7 @@ OPTIMIZERS = {"gd": lambda b: GD(), "heavy_ball": HeavyBall, "nesterov": Nestero
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-@settings(max_examples=25)
+@settings(max_examples=1000 if LONG else 25)
 @given(
     top=st.floats(0.5, 20.0),
     rest=st.lists(st.floats(0.05, 1.0), min_size=0, max_size=3),
@@ -109,12 +110,16 @@ OPTIMIZERS = {"gd": lambda b: GD(), "heavy_ball": HeavyBall, "nesterov": Nestero
     eps=st.floats(0.05, 0.3),
     shift=st.lists(st.floats(-1, 1), min_size=4, max_size=4),
 )
+# top = 1, shift = -1: the minimiser is (1,), the old start point
+@example(top=1.0, rest=[], beta=0.0, eps=0.05, shift=[-1.0, 0.0, 0.0, 0.0])
 def test_simulation_converges_below_and_diverges_above_threshold(
     name, top, rest, beta, eps, shift
 ):
     """At (1 - eps) times the critical step size GD/momentum converges; at (1 + eps) it
     diverges. beta is capped at 0.99 so that the slowest mode, whose radius tends to
-    sqrt(beta), converges within a bounded number of steps."""
+    sqrt(beta), converges within a bounded number of steps. The start is the minimiser
+    plus one along every eigenvector: at the minimiser itself nothing moves, at any step
+    size, and the property is false there."""
     opt = OPTIMIZERS[name](beta)
     spectrum = (top, *(top * r for r in rest))
     model = Quadratic(spectrum, linear=tuple(shift[: len(spectrum)]))
@@ -122,7 +127,7 @@ def test_simulation_converges_below_and_diverges_above_threshold(
     lo, hi = (1 - eps) * eta_star, (1 + eps) * eta_star
     # converge to 1e-10 relative from O(1): factor 1e12; diverge past 1e8: factor 1e9
     steps = max(_steps_needed(opt, lo, spectrum, 1e12), _steps_needed(opt, hi, [top], 1e9))
-    theta0 = np.ones(len(spectrum))
+    theta0 = model.minimizer() + 1.0
     res = simulate(model, opt, theta0, min(steps, 400_000), eta=[lo, hi], save=())
     assert res.status[0] == Status.CONVERGED, res.describe(0)
     assert res.status[1] == Status.DIVERGED, res.describe(1)
