@@ -11,6 +11,11 @@ profile. Hypothesis profiles:
 - ``explore`` (``pytest --hypothesis-profile=explore``): random seeds and the local
   example database, to look for new counterexamples; a failure prints its reproduction
   blob.
+
+Timeouts (pytest-timeout): ``timeout`` in ``setup.cfg`` for every test, ``SLOW_TIMEOUT``
+for the end-to-end tests marked ``slow`` (unless they carry their own
+``@pytest.mark.timeout``), and ten times either with ``--full``, which runs ten times the
+examples and the slow tests at full size.
 """
 
 import zlib
@@ -18,6 +23,9 @@ import zlib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+
+SLOW_TIMEOUT = 900.0
+FULL_TIMEOUT_FACTOR = 10
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("deterministic", derandomize=True, database=None, **_COMMON)
@@ -38,6 +46,22 @@ def pytest_configure(config):
     # runs before the hypothesis plugin's own configure: --hypothesis-profile still wins
     if config.getoption("--full"):
         settings.load_profile("long")
+
+
+def pytest_collection_modifyitems(config, items):
+    full = config.getoption("--full")
+    factor = FULL_TIMEOUT_FACTOR if full else 1
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        own = item.get_closest_marker("timeout")
+        if own is not None:
+            limit = float(own.args[0] if own.args else own.kwargs["timeout"])
+        elif item.get_closest_marker("slow") is not None:
+            limit = SLOW_TIMEOUT
+        else:
+            limit = default
+        if limit > 0:  # 0 disables the timeout
+            item.add_marker(pytest.mark.timeout(limit * factor), append=False)
 
 
 @pytest.fixture(scope="session")
