@@ -20,18 +20,24 @@ from minimal_eos.thresholds import (
     update_matrix,
 )
 
-DERIVED = derive_all()
 LONG = settings.get_current_profile_name() == "long"  # pytest --full: >= 1,000 examples each
 
 
+@pytest.fixture(scope="module")
+def derived():
+    """The derivations, once per module (derived when the tests run, not at import)."""
+    return derive_all()
+
+
 @pytest.mark.parametrize("name", ["gd", "heavy_ball", "nesterov"])
-def test_derived_threshold_equals_closed_form(name):
-    assert sp.simplify(DERIVED[name].expr - known_thresholds()[name]) == 0
+def test_derived_threshold_equals_closed_form(name, derived):
+    assert set(derived) == {"gd", "heavy_ball", "nesterov"}
+    assert sp.simplify(derived[name].expr - known_thresholds()[name]) == 0
 
 
 @pytest.mark.parametrize("opt", [GD(), HeavyBall(0.3), Nesterov(0.8)], ids=lambda o: o.name)
-def test_closed_form_methods_agree_with_derivation(opt):
-    expr = DERIVED[opt.name].expr.subs({beta_sym: opt.beta, eta_sym: 0.7})
+def test_closed_form_methods_agree_with_derivation(opt, derived):
+    expr = derived[opt.name].expr.subs({beta_sym: opt.beta, eta_sym: 0.7})
     assert opt.critical_sharpness(0.7) == pytest.approx(float(expr), rel=1e-14)
 
 
@@ -78,6 +84,22 @@ def test_derivation_works_for_a_map_it_was_not_written_for(beta, nu):
         assert spectral_radius(thr.matrix, {a_sym: a_star * (1 + 1e-6), eta_sym: eta}) > 1
 
 
+def test_characteristic_polynomial_against_numpy():
+    """det(z I - M) against numpy's coefficients from the eigenvalues; the moduli of the
+    roots alone (all the threshold depends on) cannot tell z I - M from z I + M."""
+    m = sp.Matrix([[1, 2, 0], [3, 4, 1], [0, 1, -2]])
+    coeffs = characteristic_polynomial(m).all_coeffs()
+    np.testing.assert_allclose([float(c) for c in coeffs],
+                               np.poly(np.array(m, dtype=float)), atol=1e-12)
+
+
+def test_derivation_in_another_sharpness_symbol():
+    lam = sp.Symbol("lam", positive=True)
+    thr = stability_threshold(HeavyBall(beta=beta_sym), a=lam)
+    assert sp.simplify(thr.expr - known_thresholds()["heavy_ball"]) == 0
+    assert lam in thr.matrix.free_symbols and a_sym not in thr.matrix.free_symbols
+
+
 def test_matrix_route_and_errors():
     m = sp.Matrix([[1 - a_sym * eta_sym]])
     assert sp.simplify(stability_threshold(matrix=m).expr - 2 / eta_sym) == 0
@@ -86,6 +108,9 @@ def test_matrix_route_and_errors():
         stability_threshold()
     with pytest.raises(ValueError, match="does not depend"):
         stability_threshold(matrix=sp.Matrix([[sp.Rational(1, 2)]]))
+    # eigenvalues 1/2 and 1/3 whatever a is: stability never changes
+    with pytest.raises(ValueError, match="no stability boundary"):
+        stability_threshold(matrix=sp.Matrix([[sp.Rational(1, 2), a_sym], [0, sp.Rational(1, 3)]]))
 
 
 def _steps_needed(opt, eta, spectrum, factor):
