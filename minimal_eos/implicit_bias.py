@@ -303,7 +303,13 @@ def eos_onset(model: DiagonalNetwork, theta0) -> float:
     """``eta_eos = 2 / S(beta_GF)``: the step size at which the gradient-flow solution
     stops being linearly stable for GD.
 
-    Below it GD converges monotonically near the gradient-flow limit; above it GD cannot
+    A statement about the interpolator, not the path. Below it GD converges near the
+    gradient-flow limit, to a point with ``eta S < 2``; the loss need not fall at every
+    step on the way: early iterates can be sharper than ``2 / eta`` and a step raises the
+    loss only if the curvature along it, ``g^T H g / |g|^2``, passes ``2 / eta`` (descent
+    lemma). At ``0.75 eta_eos`` on ``sparse_regression(5, 14, 3, seed=2087,
+    amplitude=1.5)`` (``"uv"``, ``init(0.1)``) ``eta S(theta_4) = 2.78`` and the loss rises
+    once, at step 5. Above it GD cannot
     converge to that solution (``eta S > 2`` repels) and, when it converges, does so to an
     interpolator at the edge, ``eta S(theta_inf) ~ 2``, with a shrunken, uneven effective
     scale -- the edge-of-stability window below the divergence threshold of

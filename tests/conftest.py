@@ -1,4 +1,22 @@
-"""Shared test options: ``--full`` runs the slow checks at full size."""
+"""Shared test options.
+
+``--full`` runs the slow checks at full size and the hypothesis properties on the long
+profile. Hypothesis profiles:
+
+- ``deterministic`` (loaded by default, with or without ``CI`` in the environment): the
+  examples are derived from each test's source (``derandomize=True``) and no example
+  database is read or written, so two runs of ``make test`` draw the same examples.
+- ``long`` (``pytest --full``, ``make test-full``): also deterministic; the properties that
+  scale with it (``LONG`` in their module) run at least 1,000 examples each.
+- ``explore`` (``pytest --hypothesis-profile=explore``): random seeds and the local
+  example database, to look for new counterexamples; a failure prints its reproduction
+  blob.
+
+Timeouts (pytest-timeout): ``timeout`` in ``setup.cfg`` for every test, ``SLOW_TIMEOUT``
+for the end-to-end tests marked ``slow`` (unless they carry their own
+``@pytest.mark.timeout``), and ten times either with ``--full``, which runs ten times the
+examples and the slow tests at full size.
+"""
 
 import zlib
 
@@ -6,17 +24,44 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
-)
-settings.load_profile("default")
+SLOW_TIMEOUT = 900.0
+FULL_TIMEOUT_FACTOR = 10
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("deterministic", derandomize=True, database=None, **_COMMON)
+settings.register_profile("long", derandomize=True, database=None, **_COMMON)
+settings.register_profile("explore", derandomize=False, **_COMMON)
+settings.load_profile("deterministic")
 
 
 def pytest_addoption(parser):
     parser.addoption(
         "--full", action="store_true", default=False,
-        help="run tests marked slow at full size (by default they run in a bounded form)",
+        help="run tests marked slow at full size (by default they run in a bounded form) "
+             "and the hypothesis properties on the long profile",
     )
+
+
+def pytest_configure(config):
+    # runs before the hypothesis plugin's own configure: --hypothesis-profile still wins
+    if config.getoption("--full"):
+        settings.load_profile("long")
+
+
+def pytest_collection_modifyitems(config, items):
+    full = config.getoption("--full")
+    factor = FULL_TIMEOUT_FACTOR if full else 1
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        own = item.get_closest_marker("timeout")
+        if own is not None:
+            limit = float(own.args[0] if own.args else own.kwargs["timeout"])
+        elif item.get_closest_marker("slow") is not None:
+            limit = SLOW_TIMEOUT
+        else:
+            limit = default
+        if limit > 0:  # 0 disables the timeout
+            item.add_marker(pytest.mark.timeout(limit * factor), append=False)
 
 
 @pytest.fixture(scope="session")

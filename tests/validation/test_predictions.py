@@ -137,3 +137,78 @@ def test_evaluate_fails_every_row_of_a_diverged_main_run():
     assert len(rows) == 10 and all(r["holds"] for r in rows), rows
     diverged = evaluate(_results(diverged_at=205), config)
     assert len(diverged) == 10 and not any(r["holds"] for r in diverged)
+def _by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
+def test_edge_rows_numbers_and_a_diverged_run():
+    # onset at step 15 (10.5 >= 10 after 5 < 9): low 5, high 10.5 -> rise closes 1.1 of
+    # the gap; after onset 10.5, 10, 9, 13 -> median 10.25, 3 of 4 within 20 %
+    rows = _by_name(edge_rows("edge", "a", _run([5, 8, 7, 10.5, 10, 9, 13]), what="2/eta"))
+    assert rows["a.rise"]["measured"] == 1.1 and rows["a.rise"]["error"] == 0.0
+    assert rows["a.plateau"]["measured"] == 10.25
+    assert math.isclose(rows["a.plateau"]["error"], 0.025)
+    assert rows["a.band"]["measured"] == 0.75 and rows["a.band"]["error"] == 0.25
+    assert [r["holds"] for r in rows.values()] == [True, True, False]
+    diverged = dict(_run([5, 8, 7, 10.5, 10, 9.9, 10.1]), diverged_at=30)
+    rows = edge_rows("edge", "a", diverged, what="2/eta")
+    assert not any(r["holds"] for r in rows)
+    assert all(r["note"].endswith("the run diverged at step 30") for r in rows)
+    # steps before `after` are ignored: from step 10 on the run starts above 0.9 edge
+    late = _by_name(edge_rows("drop", "c", _run([5, 8, 9.5, 10.5, 10]), after=10))
+    assert math.isnan(late["c.rise"]["measured"]) and math.isnan(late["c.plateau"]["measured"])
+
+
+def _records():
+    loss = [3.0] * 80 + [2.0] * 21  # steps 0 .. 100
+    rec = {"t": [0, 50, 65, 90, 100], "cf_pred_loss": [3.0, 2.0, 3.0, 2.2, 2.0],
+           "cf_sharpness": [1.0, 2.0, 3.0, 4.0, 4.0],
+           "gd_centre_sharpness": [1.0, 2.0, 3.0, 4.2, 4.2],
+           "gd_center_cf": [0.0, 0.1], "gd_center_gf": [0.0, 0.4], "gd_center_pgd": [0.2],
+           "gf_loss": [3.0, 2.9]}
+    main = {"loss": loss, "edge": 4.0, "sharpness": [(t, 4.4) for t in range(0, 101, 10)],
+            "x": [(0, 9.0), (60, 0.5), (70, -0.5), (80, 1.0)], "optimizer": "gd"}
+    return {"runs": {"main": main}, "records": rec,
+            "onset": {"t": 60, "alpha": 1.0, "beta": 4.0}}
+
+
+def test_central_flow_rows_average_over_the_last_window():
+    rows = _by_name(central_flow_rows(_records(), window=20))
+    # last 20 steps of GD: loss 2; the flow's prediction at t in [80, 100]: mean(2.2, 2) = 2.1
+    assert rows["d.loss"]["predicted"] == 2.1 and rows["d.loss"]["measured"] == 2.0
+    assert math.isclose(rows["d.loss"]["error"], 0.05) and not rows["d.loss"]["holds"]
+    # record times with onset + 10 <= t <= 90 (t = 65 is too close to the onset): t = 90,
+    # GD's centred mean 2 vs 2.2
+    assert math.isclose(rows["d.loss_path"]["measured"], 0.1)
+    # sharpness of the oscillation centre, 4.2, against the flow's 4
+    assert rows["d.sharpness"]["predicted"] == 4.0 and rows["d.sharpness"]["measured"] == 4.2
+    assert math.isclose(rows["d.sharpness"]["error"], 0.05)
+
+
+def test_self_stabilization_flow_distance_and_constrained_rows():
+    res = _records()
+    (osc,) = self_stabilization_rows(res)
+    # 2 alpha / beta = 0.5 against the mean of x^2 from the onset on: (0.25 + 0.25 + 1) / 3
+    assert osc["predicted"] == 0.5 and osc["measured"] == 0.5 and osc["holds"]
+    (none,) = self_stabilization_rows(dict(res, onset=None))
+    assert math.isnan(none["measured"]) and not none["holds"]
+    dist = _by_name(flow_distance_rows(res))
+    assert dist["f.distance"]["measured"] == 0.25 and dist["f.distance"]["holds"]
+    # GD's centred loss at the end is 2: |2 - 2| / |2 - 2.9| = 0
+    assert dist["f.loss"]["measured"] == 0.0 and dist["f.loss"]["holds"]
+    (con,) = constrained_rows(res)
+    assert con["measured"] == 0.5 and con["holds"]
+    res["records"]["gd_center_gf"] = []
+    (con,) = constrained_rows(res)
+    assert math.isnan(con["measured"]) and not con["holds"]
+
+
+def test_evaluate_runs_the_configured_checks():
+    res = _records()
+    res["runs"]["drop"] = _run([5, 8, 7, 10.5, 10, 9.9, 10.1])
+    config = SimpleNamespace(checks=("edge", "drop", "self-stabilization", "constrained"),
+                             drop_step=5, window=20)
+    names = [r["name"] for r in evaluate(res, config)]
+    assert names == ["a.rise", "a.plateau", "a.band", "c.rise", "c.plateau", "c.band",
+                     "e.oscillation", "g.distance"]
+    assert "2/eta" in evaluate(res, config)[0]["quantity"]
