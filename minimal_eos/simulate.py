@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numba
 import numpy as np
 
 from ._checks import batch_of_runs, positive_float, positive_int, record_count
@@ -232,23 +233,50 @@ def simulate(
 
 
 def classify(hist: np.ndarray, diverged_at: np.ndarray, tol: float, max_period: int):
-    """Status and period of each run from its last iterates ``hist`` (shape ``(H, d, B)``)."""
-    nh, _, nb = hist.shape
-    status = np.full(nb, Status.RUNNING, dtype=object)
+    """Status and period of each run from its last iterates ``hist`` (shape ``(H, d, B)``).
+
+    Run ``b`` has period ``p`` (the smallest such ``p <= max_period`` with ``2 p <= H``)
+    when ``max_{j < p, k} |x_{T-j, k} - x_{T-j-p, k}| <= tol (1 + max_k |x_{T, k}|)``, with
+    ``x_T = hist[-1, :, b]``; period 1 is converged. Runs with ``diverged_at >= 0`` are
+    diverged. The search stops at the first coordinate that breaks a period, so that a
+    converged run costs ``O(d)`` and any run at most ``O(max_period^2 d)``.
+    """
+    nb = hist.shape[2]
     period = np.zeros(nb, dtype=np.int64)
-    scale = tol * (1.0 + np.max(np.abs(hist[-1]), axis=0))
-    undecided = diverged_at < 0
-    status[~undecided] = Status.DIVERGED
-    for p in range(1, max_period + 1):
-        if 2 * p > nh:
-            break
-        # the last p iterates each equal the one p steps earlier
-        gap = np.max(np.abs(hist[nh - p :] - hist[nh - 2 * p : nh - p]), axis=(0, 1))
-        hit = undecided & (gap <= scale)
-        status[hit] = Status.CONVERGED if p == 1 else Status.PERIODIC
-        period[hit] = p
-        undecided &= ~hit
+    _detect_periods(hist, diverged_at, float(tol), int(max_period), period)
+    status = np.full(nb, Status.RUNNING, dtype=object)
+    status[diverged_at >= 0] = Status.DIVERGED
+    status[period == 1] = Status.CONVERGED
+    status[period > 1] = Status.PERIODIC
     return status, period
+
+
+@numba.njit(nogil=True, error_model="numpy", cache=True)
+def _detect_periods(hist, diverged_at, tol, max_period, period):
+    """``period[b]`` = smallest period of run ``b`` in the tail ``hist`` (0 if none)."""
+    nh, d, nb = hist.shape
+    for b in range(nb):
+        if diverged_at[b] >= 0:
+            continue
+        top = 0.0
+        for k in range(d):
+            top = max(top, abs(hist[nh - 1, k, b]))
+        scale = tol * (1.0 + top)
+        for p in range(1, max_period + 1):
+            if 2 * p > nh:
+                break
+            closed = True
+            for j in range(nh - p, nh):
+                for k in range(d):
+                    # written so that a NaN gap breaks the period
+                    if not abs(hist[j, k, b] - hist[j - p, k, b]) <= scale:
+                        closed = False
+                        break
+                if not closed:
+                    break
+            if closed:
+                period[b] = p
+                break
 
 
 def _summary(status, period, diverged_at, steps: int) -> str:
