@@ -12,6 +12,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._trace import traced_rules
 from .symbolic import Kernels
 
 _CACHE: dict[int, tuple[Kernels, numba.core.registry.CPUDispatcher]] = {}
@@ -26,6 +27,52 @@ def simulation_kernel(kernels: Kernels):
     return _CACHE[key][1]
 
 
+def generic_step_source() -> str:
+    """Source of the generic step (see :func:`make_generic_step`), traced from the maps."""
+    ind = " " * 4
+    lines = [
+        "def step(x, v, e, death, t, beta, opt, bound, lo, hi, p, scratch):",
+        f"{ind}d = x.shape[0]",
+        f"{ind}tf = float(t + 1)",
+        *(f"{ind}{name} = scratch[{i}]" for i, name in enumerate(("xn", "vn", "qa", "ga"))),
+        f"{ind}ok = scratch[4, 0]",
+    ]
+    rules = traced_rules()
+    for i, rule in enumerate(rules):
+        loads = [f"{ind * 4}s = x[k, b]"] + ([f"{ind * 4}w = v[k, b]"] if rule.reads_v else [])
+        lines.append(f"{ind}{'if' if i == 0 else 'elif'} opt == {rule.code}:")
+        if rule.query_out == "s":
+            lines.append(f"{ind * 2}grad_k(x, lo, hi, p, ga)")
+        else:
+            lines += [f"{ind * 2}for k in range(d):", f"{ind * 3}for b in range(lo, hi):",
+                      *loads, *(ind * 4 + q for q in rule.query),
+                      f"{ind * 4}qa[k, b] = {rule.query_out}",
+                      f"{ind * 2}grad_k(qa, lo, hi, p, ga)"]
+        lines += [f"{ind * 2}for k in range(d):", f"{ind * 3}for b in range(lo, hi):", *loads,
+                  f"{ind * 4}g = ga[k, b]", f"{ind * 4}eb = e[b]",
+                  *(ind * 4 + u for u in rule.update), f"{ind * 4}xn[k, b] = {rule.x_out}"]
+        if rule.writes_v:
+            lines.append(f"{ind * 4}vn[k, b] = {rule.v_out}")
+    momentum = " or ".join(f"opt == {r.code}" for r in rules if r.writes_v) or "False"
+    lines += [
+        f"{ind}for b in range(lo, hi):",
+        f"{ind * 2}ok[b] = 1.0 if death[b] > tf else 0.0",
+        f"{ind}for k in range(d):",
+        f"{ind * 2}for b in range(lo, hi):",
+        f"{ind * 3}ok[b] = ok[b] if abs(xn[k, b]) <= bound else 0.0",
+        f"{ind}for b in range(lo, hi):",
+        f"{ind * 2}death[b] = death[b] if ok[b] > 0.0 else min(death[b], tf)",
+        f"{ind}for k in range(d):",
+        f"{ind * 2}for b in range(lo, hi):",
+        f"{ind * 3}x[k, b] = xn[k, b] if ok[b] > 0.0 else x[k, b]",
+        f"{ind}if {momentum}:",
+        f"{ind * 2}for k in range(d):",
+        f"{ind * 3}for b in range(lo, hi):",
+        f"{ind * 4}v[k, b] = vn[k, b] if ok[b] > 0.0 else v[k, b]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def make_generic_step(grad_k):
     """One optimizer step in place, for any gradient kernel ``grad_k``.
 
@@ -37,54 +84,16 @@ def make_generic_step(grad_k):
     - heavy ball: ``v+ = beta v - e g(x)``, ``x+ = x + v+``;
     - Nesterov: ``v+ = beta v - e g(x + beta v)``, ``x+ = x + v+``.
 
-    ``death[b]`` is ``inf`` while run ``b`` is alive; a run whose new position is not
+    The update of each optimizer is traced from its own ``query`` and ``update``
+    (:mod:`minimal_eos._trace`), one loop over the batch per pass so that LLVM vectorises
+    it. ``death[b]`` is ``inf`` while run ``b`` is alive; a run whose new position is not
     finite or leaves ``|x_k| <= bound`` keeps its old state and gets ``death[b] = t + 1``
     (a float, so that every array in the loop has 64-bit float lanes and the loop
-    vectorises). ``scratch`` has shape
-    ``(5, d, B)``. Each pass is a loop over the batch, so LLVM vectorises it.
+    vectorises). ``scratch`` has shape ``(5, d, B)``.
     """
-
-    def step(x, v, e, death, t, beta, opt, bound, lo, hi, p, scratch):
-        d = x.shape[0]
-        tf = float(t + 1)
-        xn = scratch[0]
-        vn = scratch[1]
-        q = scratch[2]
-        g = scratch[3]
-        ok = scratch[4, 0]
-        if opt == 0:
-            grad_k(x, lo, hi, p, g)
-            for k in range(d):
-                for b in range(lo, hi):
-                    xn[k, b] = x[k, b] - e[b] * g[k, b]
-        else:
-            if opt == 2:
-                for k in range(d):
-                    for b in range(lo, hi):
-                        q[k, b] = x[k, b] + beta * v[k, b]
-                grad_k(q, lo, hi, p, g)
-            else:
-                grad_k(x, lo, hi, p, g)
-            for k in range(d):
-                for b in range(lo, hi):
-                    vn[k, b] = beta * v[k, b] - e[b] * g[k, b]
-                    xn[k, b] = x[k, b] + vn[k, b]
-        for b in range(lo, hi):
-            ok[b] = 1.0 if death[b] > tf else 0.0
-        for k in range(d):
-            for b in range(lo, hi):
-                ok[b] = ok[b] if abs(xn[k, b]) <= bound else 0.0
-        for b in range(lo, hi):
-            death[b] = death[b] if ok[b] > 0.0 else min(death[b], tf)
-        for k in range(d):
-            for b in range(lo, hi):
-                x[k, b] = xn[k, b] if ok[b] > 0.0 else x[k, b]
-        if opt != 0:
-            for k in range(d):
-                for b in range(lo, hi):
-                    v[k, b] = vn[k, b] if ok[b] > 0.0 else v[k, b]
-
-    return numba.njit(nogil=True, error_model="numpy")(step)
+    namespace = {"grad_k": grad_k}
+    exec(compile(generic_step_source(), "<minimal_eos generic step>", "exec"), namespace)
+    return numba.njit(nogil=True, error_model="numpy")(namespace["step"])
 
 
 def _make_loop(kernels: Kernels):

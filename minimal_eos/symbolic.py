@@ -39,6 +39,8 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ._trace import traced_rules
+
 JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
@@ -250,49 +252,38 @@ class SymbolicLoss:
         return "\n\n\n".join(parts) + "\n"
 
     def _step_source(self, subs, unpack_c) -> str:
-        """A fused optimizer step: gradient expressions inlined in the update."""
+        """A fused optimizer step: gradient expressions inlined in the update.
+
+        Each optimizer's query and update are traced from its update map
+        (:func:`minimal_eos._trace.traced_rules`), one loop over the batch per optimizer.
+        """
         d = self.dim
         grads = [sp.sympify(e).xreplace(subs) for e in self.gradient]
         body = _render(grads, [f"g{k}" for k in range(d)], " " * 12)
-
-        def tail(momentum: bool) -> list[str]:
-            ind = " " * 12
-            lines = [f"{ind}eb = e[b]"]
-            for k in range(d):
-                if momentum:
-                    lines += [f"{ind}w{k}n = beta * w{k} - eb * g{k}", f"{ind}n{k} = s{k} + w{k}n"]
-                else:
-                    lines.append(f"{ind}n{k} = s{k} - eb * g{k}")
-            lines += [f"{ind}a = death[b]", f"{ind}ok = 1.0 if a > tf else 0.0"]
-            lines += [f"{ind}ok = ok if abs(n{k}) <= bound else 0.0" for k in range(d)]
-            lines.append(f"{ind}death[b] = a if ok > 0.0 else min(a, tf)")
-            for k in range(d):
-                lines.append(f"{ind}x[{k}, b] = n{k} if ok > 0.0 else s{k}")
-                if momentum:
-                    lines.append(f"{ind}v[{k}, b] = w{k}n if ok > 0.0 else w{k}")
-            return lines
-
-        loads = [f"            s{k} = x[{k}, b]" for k in range(d)]
+        ind = " " * 12
         lines = [
             "def step(x, v, e, death, t, beta, opt, bound, lo, hi, p, scratch):",
             *unpack_c,
             "    tf = float(t + 1)",
-            "    if opt == 0:",
-            "        for b in range(lo, hi):",
-            *loads,
-            *[f"            t{k} = s{k}" for k in range(d)],
-            *body,
-            *tail(False),
-            "    else:",
-            "        q = beta if opt == 2 else 0.0",
-            "        for b in range(lo, hi):",
-            *loads,
-            *[f"            w{k} = v[{k}, b]" for k in range(d)],
-            # heavy ball: q = 0 and s + 0.0 * w == s exactly, so one loop serves both
-            *[f"            t{k} = s{k} + q * w{k}" for k in range(d)],
-            *body,
-            *tail(True),
         ]
+        per_coord = [traced_rules(k) for k in range(d)]
+        for i, rules in enumerate(zip(*per_coord, strict=True)):
+            lines += [f"    {'if' if i == 0 else 'elif'} opt == {rules[0].code}:",
+                      "        for b in range(lo, hi):"]
+            lines += [f"{ind}s{k} = x[{k}, b]" for k in range(d)]
+            lines += [f"{ind}w{k} = v[{k}, b]" for k, r in enumerate(rules) if r.reads_v]
+            for k, r in enumerate(rules):
+                lines += [ind + q for q in r.query] + [f"{ind}t{k} = {r.query_out}"]
+            lines += [*body, f"{ind}eb = e[b]"]
+            for r in rules:
+                lines += [ind + u for u in r.update]
+            lines += [f"{ind}a = death[b]", f"{ind}ok = 1.0 if a > tf else 0.0"]
+            lines += [f"{ind}ok = ok if abs({r.x_out}) <= bound else 0.0" for r in rules]
+            lines.append(f"{ind}death[b] = a if ok > 0.0 else min(a, tf)")
+            for k, r in enumerate(rules):
+                lines.append(f"{ind}x[{k}, b] = {r.x_out} if ok > 0.0 else s{k}")
+                if r.writes_v:
+                    lines.append(f"{ind}v[{k}, b] = {r.v_out} if ok > 0.0 else w{k}")
         return "\n".join(lines)
 
     def compile(self) -> Kernels:
