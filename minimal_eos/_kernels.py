@@ -4,27 +4,50 @@ One kernel per model structure, built by :func:`simulation_kernel` around the mo
 batch kernels. The batch of runs is cut into chunks of ``chunk`` columns; chunks run in
 parallel (``prange``), and inside a chunk the loop over steps is outermost while every
 innermost loop runs over the chunk's runs, so that LLVM can vectorise it.
+
+Generated models compile this loop in the same module file as their kernels
+(:meth:`minimal_eos.symbolic.SymbolicLoss.compile`, from :func:`loop_source`), so that numba
+caches it on disk; hand-written models compile it once per process.
 """
 
 from __future__ import annotations
+
+import inspect
+import textwrap
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 from numba import prange
 
 from ._trace import traced_rules
-from .symbolic import Kernels
 
+if TYPE_CHECKING:
+    from .symbolic import Kernels
+
+LOOP_OPTIONS = {"parallel": True, "nogil": True, "error_model": "numpy"}
 _CACHE: dict[int, tuple[Kernels, numba.core.registry.CPUDispatcher]] = {}
 
 
 def simulation_kernel(kernels: Kernels):
-    """The simulation loop compiled around ``kernels`` (cached per kernels object)."""
+    """The simulation loop compiled around ``kernels`` (cached per kernels object).
+
+    Kernels that come with their loop (``kernels.loop``, compiled and cached on disk with
+    them) return it.
+    """
+    if kernels.loop is not None:
+        return kernels.loop
     key = id(kernels)
     if key not in _CACHE or _CACHE[key][0] is not kernels:
-        _CACHE[key] = (kernels, numba.njit(parallel=True, nogil=True, error_model="numpy")(
-            _make_loop(kernels)))
+        step_k = kernels.step if kernels.step is not None else make_generic_step(kernels.grad)
+        loop = _make_loop(kernels.loss, kernels.sharp, step_k)
+        _CACHE[key] = (kernels, numba.njit(**LOOP_OPTIONS)(loop))
     return _CACHE[key][1]
+
+
+def loop_source() -> str:
+    """Source of the simulation loop; it calls the globals ``loss_k``, ``sharp_k``, ``step_k``."""
+    return textwrap.dedent(inspect.getsource(_make_loop(None, None, None)))
 
 
 def generic_step_source() -> str:
@@ -96,11 +119,7 @@ def make_generic_step(grad_k):
     return numba.njit(nogil=True, error_model="numpy")(namespace["step"])
 
 
-def _make_loop(kernels: Kernels):
-    loss_k = kernels.loss
-    sharp_k = kernels.sharp
-    step_k = kernels.step if kernels.step is not None else make_generic_step(kernels.grad)
-
+def _make_loop(loss_k, sharp_k, step_k):
     def loop(th0, etas, beta, opt, steps, scode, spar, p, every, save_loss, save_sharp,
              save_theta, bound, nhist, chunk, x_out, div_out, rec_loss, rec_sharp, rec_theta,
              hist):

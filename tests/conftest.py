@@ -1,5 +1,12 @@
-"""Shared test options: ``--full`` runs the slow checks at full size."""
+"""Shared test options: ``--full`` runs the slow checks at full size.
 
+Compiled kernels are cached in a fresh folder per session (``MINIMAL_EOS_CACHE``), so that
+the tests neither read nor write the user's kernel cache and never depend on its content.
+"""
+
+import os
+import shutil
+import tempfile
 import zlib
 
 import numpy as np
@@ -10,6 +17,15 @@ settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile("default")
+
+
+def pytest_configure(config):
+    config.kernel_cache = tempfile.mkdtemp(prefix="minimal-eos-kernels-")
+    os.environ["MINIMAL_EOS_CACHE"] = config.kernel_cache
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(config.kernel_cache, ignore_errors=True)
 
 
 def pytest_addoption(parser):
