@@ -40,14 +40,16 @@ def simulation_kernel(kernels: Kernels):
     key = id(kernels)
     if key not in _CACHE or _CACHE[key][0] is not kernels:
         step_k = kernels.step if kernels.step is not None else make_generic_step(kernels.grad)
-        loop = _make_loop(kernels.loss, kernels.sharp, step_k)
+        loop = _make_loop(kernels.loss, kernels.sharp, step_k, PERIODS_KERNEL)
         _CACHE[key] = (kernels, numba.njit(**LOOP_OPTIONS)(loop))
     return _CACHE[key][1]
 
 
 def loop_source() -> str:
-    """Source of the simulation loop; it calls the globals ``loss_k``, ``sharp_k``, ``step_k``."""
-    return textwrap.dedent(inspect.getsource(_make_loop(None, None, None)))
+    """Source of :func:`detect_periods` and of the simulation loop, which calls the globals
+    ``loss_k``, ``sharp_k``, ``step_k`` and ``periods_k``."""
+    loop = textwrap.dedent(inspect.getsource(_make_loop(None, None, None, None)))
+    return inspect.getsource(detect_periods) + "\n\n" + loop
 
 
 def generic_step_source() -> str:
@@ -119,22 +121,64 @@ def make_generic_step(grad_k):
     return numba.njit(nogil=True, error_model="numpy")(namespace["step"])
 
 
-def _make_loop(loss_k, sharp_k, step_k):
+def detect_periods(hist, diverged_at, tol, max_period, period):
+    """``period[b]`` = the smallest period of run ``b`` in the tail ``hist`` (0 if none).
+
+    ``hist`` has shape ``(H, d, B)``, the last ``H`` iterates; run ``b`` has period
+    ``p <= max_period`` (with ``2 p <= H``) when
+    ``|x_{T-j, k} - x_{T-j-p, k}| <= tol (1 + max_k |x_{T, k}|)`` for all ``j < p`` and
+    ``k``. Runs with ``diverged_at[b] >= 0`` are skipped (period 0). The search stops at the
+    first coordinate that breaks a period: a converged run costs ``O(d)``, any run at most
+    ``O(max_period^2 d)``.
+    """
+    nh, d, nb = hist.shape
+    for b in range(nb):
+        period[b] = 0
+        if diverged_at[b] >= 0:
+            continue
+        top = 0.0
+        for k in range(d):
+            top = max(top, abs(hist[nh - 1, k, b]))
+        scale = tol * (1.0 + top)
+        for q in range(1, max_period + 1):
+            if 2 * q > nh:
+                break
+            closed = True
+            for j in range(nh - q, nh):
+                for k in range(d):
+                    # written so that a NaN gap breaks the period
+                    if not abs(hist[j, k, b] - hist[j - q, k, b]) <= scale:
+                        closed = False
+                        break
+                if not closed:
+                    break
+            if closed:
+                period[b] = q
+                break
+
+
+PERIODS_KERNEL = numba.njit(nogil=True, error_model="numpy", cache=True)(detect_periods)
+
+
+def _make_loop(loss_k, sharp_k, step_k, periods_k):
     def loop(th0, etas, beta, opt, steps, scode, spar, p, every, save_loss, save_sharp,
-             save_theta, bound, nhist, chunk, x_out, div_out, rec_loss, rec_sharp, rec_theta,
-             hist):
+             save_theta, bound, tol, max_period, chunk, x_out, div_out, rec_loss, rec_sharp,
+             rec_theta, period_out):
         """Run ``steps`` steps of the optimizer ``opt`` (0 GD, 1 heavy ball, 2 Nesterov).
 
         Writes the last finite iterates to ``x_out``, the step of divergence (or -1) to
         ``div_out``, records every ``every`` steps (and at the last) to ``rec_*``, and the
-        last ``nhist`` iterates to ``hist``.
+        period of each run, detected by ``periods_k`` from its last ``2 max_period``
+        iterates (kept per chunk only over those final steps), to ``period_out``.
         """
         d = th0.shape[0]
         nb = th0.shape[1]
+        nhist = min(2 * max_period, steps + 1)
         nchunks = (nb + chunk - 1) // chunk
         for c in prange(nchunks):
             lo = c * chunk
             n = min(nb, lo + chunk) - lo
+            tail = np.empty((nhist, d, n))
             x = np.empty((d, n))
             v = np.zeros((d, n))
             scratch = np.empty((5, d, n))
@@ -165,7 +209,7 @@ def _make_loop(loss_k, sharp_k, step_k):
                 if h >= 0:
                     for k in range(d):
                         for b in range(n):
-                            hist[h, k, lo + b] = x[k, b]
+                            tail[h, k, b] = x[k, b]
                 if t == steps:
                     break
                 # step sizes: recomputed only when the schedule's factor changes
@@ -188,7 +232,13 @@ def _make_loop(loss_k, sharp_k, step_k):
             for k in range(d):
                 for b in range(n):
                     x_out[k, lo + b] = x[k, b]
+            dead = np.empty(n, dtype=np.int64)
             for b in range(n):
-                div_out[lo + b] = -1 if death[b] == np.inf else int(death[b])
+                dead[b] = -1 if death[b] == np.inf else int(death[b])
+                div_out[lo + b] = dead[b]
+            found = np.empty(n, dtype=np.int64)
+            periods_k(tail, dead, tol, max_period, found)
+            for b in range(n):
+                period_out[lo + b] = found[b]
 
     return loop

@@ -312,6 +312,7 @@ class SymbolicLoss:
         footer = [f"_JIT = {jit!r}"]
         footer += [f"{n} = numba.njit(**_JIT)({n})" for n in (*_KERNEL_NAMES, "sharp")]
         footer += ["loss_k, sharp_k, step_k = loss, sharp, step",
+                   "periods_k = numba.njit(**_JIT)(detect_periods)",
                    f"loop = numba.njit(**{loop_jit!r})(loop)"]
         sharp = textwrap.dedent(inspect.getsource(_sharpness_function(None, self.dim)))
         parts = [header, src, sharp, loop_source(), "\n".join(footer) + "\n"]
