@@ -20,6 +20,9 @@ split between threads, and reads the model's constants from a flat float64 vecto
   step in place (see :func:`minimal_eos._kernels.make_generic_step`). Generated models
   get a fused version, with the gradient inlined in the update, that LLVM vectorises over
   the batch; hand-written models may leave it ``None`` to use the generic one.
+- ``loop``: the simulation loop of :mod:`minimal_eos._kernels` compiled around these
+  kernels in the same cached module (generated models), or ``None`` (compiled once per
+  process around hand-written kernels).
 
 The innermost loop of every generated kernel runs over the batch, so that LLVM can
 vectorise it.
@@ -297,9 +300,12 @@ class SymbolicLoss:
         return "\n".join(lines)
 
     def module_source(self, cache: bool = True) -> str:
-        """The module that :meth:`compile` imports: the kernels of :meth:`source`, the
-        sharpness kernel and the simulation loop, each compiled by numba (with its disk
-        cache when ``cache``)."""
+        """Python source of the module that :meth:`compile` imports.
+
+        It holds the kernels of :meth:`source`, the sharpness kernel and the simulation
+        loop of :mod:`minimal_eos._kernels`, each compiled by numba (with numba's disk cache
+        when ``cache``), so that the module's text alone determines its machine code.
+        """
         return self._module_text(self.source(), cache)
 
     def _module_text(self, src: str, cache: bool) -> str:
