@@ -1,6 +1,6 @@
 """Shared test options: ``--full`` runs the slow checks at full size.
 
-Compiled kernels are cached in a fresh folder per session (``MINIMAL_EOS_CACHE``), so that
+Compiled kernels are cached in a fresh folder per test run (``MINIMAL_EOS_CACHE``), so that
 the tests neither read nor write the user's kernel cache and never depend on its content.
 """
 
