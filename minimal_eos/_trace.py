@@ -46,8 +46,6 @@ class _Value:
         if isinstance(other, _Value):
             self.tape.reads.add(other.name)
             return other.name
-        if isinstance(other, sp.Symbol):
-            return other.name
         if isinstance(other, int | float) and not isinstance(other, bool):
             return repr(float(other))
         raise TypeError(
@@ -99,21 +97,27 @@ class TracedRule(NamedTuple):
     writes_v: bool
 
 
-def trace_rule(cls, k: int | str = "") -> TracedRule:
-    """Trace coordinate ``k`` of the update map of the optimizer class ``cls``.
+def _on_tape(cls, tape: _Tape):
+    """An instance of the optimizer class ``cls`` whose momentum is the placeholder ``beta``.
 
-    The momentum ``beta`` stays a symbol named ``beta`` (the kernels take it as an
-    argument), so one kernel serves every value of it.
+    The kernels take ``beta`` as an argument, so one kernel serves every value of it; as a
+    placeholder, every operation of the rule on it is recorded too, in order. The instance
+    is validated with a sympy symbol first, then given the placeholder.
     """
-    kwargs = {}
-    if "beta" in {f.name for f in dataclasses.fields(cls)}:
-        kwargs["beta"] = sp.Symbol("beta")
-    opt = cls(**kwargs)
+    if "beta" not in {f.name for f in dataclasses.fields(cls)}:
+        return cls()
+    opt = cls(beta=sp.Symbol("beta"))
+    object.__setattr__(opt, "beta", _Value("beta", tape))
+    return opt
+
+
+def trace_rule(cls, k: int | str = "") -> TracedRule:
+    """Trace coordinate ``k`` of the update map of the optimizer class ``cls``."""
     s, w, g = f"s{k}", f"w{k}", f"g{k}"
     query_tape = _Tape(f"_q{k}_")
-    q = opt.query((_Value(s, query_tape), _Value(w, query_tape)))
+    q = _on_tape(cls, query_tape).query((_Value(s, query_tape), _Value(w, query_tape)))
     update_tape = _Tape(f"_u{k}_")
-    x_new, v_new = opt.update(
+    x_new, v_new = _on_tape(cls, update_tape).update(
         (_Value(s, update_tape), _Value(w, update_tape)),
         _Value(g, update_tape),
         _Value("eb", update_tape),
