@@ -22,15 +22,8 @@ import numpy as np
 from minimal_eos._checks import positive_float, positive_int
 from minimal_eos.models.base import Model
 
-from .orbits import (
-    OrbitDiagram,
-    PhaseDiagram,
-    _check_etas,
-    _check_model,
-    _check_thetas,
-    orbit_diagram,
-    phase_diagram,
-)
+from .checks import check_etas, check_model, check_thetas
+from .orbits import OrbitDiagram, PhaseDiagram, orbit_diagram, phase_diagram
 
 
 def distributed_orbit_diagram(
@@ -94,9 +87,9 @@ def distributed_orbit_diagram(
     >>> d.points.shape                                         # doctest: +SKIP
     (64, 16, 2)
     """
-    model = _check_model(model)
-    etas = _check_etas(etas)
-    th = _check_thetas(model, theta0)
+    model = check_model(model)
+    etas = check_etas(etas)
+    th = check_thetas(model, theta0)
     if th.shape[0] not in (1, len(etas)):
         raise ValueError(f"theta0 must have shape (d,) or (E, d) with E = {len(etas)} step "
                          f"sizes; got {th.shape}")
@@ -166,9 +159,9 @@ def distributed_phase_diagram(
     columns, so the Lyapunov exponents (which depend on the initial tangent vector
     through rounding) come out the same bits as on one machine.
     """
-    model = _check_model(model)
-    etas = _check_etas(etas)
-    th = _check_thetas(model, thetas0, "thetas0")
+    model = check_model(model)
+    etas = check_etas(etas)
+    th = check_thetas(model, thetas0, "thetas0")
     transient = positive_int(transient, "transient", minimum=0)
     measure = positive_int(measure, "measure")
     opts = {"transient": transient, "measure": measure,

@@ -35,6 +35,7 @@ from minimal_eos.models.base import Model
 from minimal_eos.simulate import Status, classify
 from minimal_eos.symbolic import Kernels
 
+from .checks import check_etas, check_model, check_thetas
 from .maps import DiscreteMap
 
 FEIGENBAUM_DELTA = 4.669201609102990
@@ -243,30 +244,6 @@ def _run(model: Model, etas: np.ndarray, th0: np.ndarray, *, steps: int, transie
          model.param_vector(), int(steps), int(transient), float(bound), bool(tangent),
          bool(continuation), float(kick), v0, int(chunk), rec, hist, x_out, div, lyap)
     return rec, hist, x_out, div, lyap
-
-
-# -- argument checks -----------------------------------------------------------------------
-def _check_model(model) -> Model:
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a minimal_eos Model; got {type(model).__name__}")
-    return model
-
-
-def _check_etas(etas, name: str = "etas") -> np.ndarray:
-    arr = np.atleast_1d(as_float_array(etas, name, ndim=(0, 1)))
-    if arr.size == 0:
-        raise ValueError(f"{name} must hold at least one step size; got an empty grid")
-    if np.any(arr <= 0):
-        raise ValueError(f"{name} must be > 0; got {arr[arr <= 0][:3]}")
-    return np.ascontiguousarray(arr)
-
-
-def _check_thetas(model: Model, theta0, name: str = "theta0") -> np.ndarray:
-    th = as_float_array(theta0, name, ndim=(1, 2))
-    if th.shape[-1] != model.dim or (th.ndim == 2 and th.shape[0] == 0):
-        raise ValueError(f"{name} must have shape ({model.dim},) or (B, {model.dim}); "
-                         f"got {th.shape}")
-    return np.atleast_2d(th)
 
 
 # -- periodic orbits -----------------------------------------------------------------------
@@ -668,9 +645,9 @@ def orbit_diagram(
     >>> d.points.shape
     (8, 16, 2)
     """
-    model = _check_model(model)
-    etas = _check_etas(etas)
-    th = _check_thetas(model, theta0)
+    model = check_model(model)
+    etas = check_etas(etas)
+    th = check_thetas(model, theta0)
     transient = positive_int(transient, "transient", minimum=0)
     keep = positive_int(keep, "keep")
     max_period = positive_int(max_period, "max_period")
@@ -822,9 +799,9 @@ def lyapunov_exponent(
     >>> round(float(lyapunov_exponent(Quadratic([1.0]), 0.5, [1.0], steps=100)), 6)
     -0.693147
     """
-    model = _check_model(model)
-    etas = _check_etas(eta, "eta")
-    th = _check_thetas(model, theta0)
+    model = check_model(model)
+    etas = check_etas(eta, "eta")
+    th = check_thetas(model, theta0)
     steps = positive_int(steps, "steps")
     transient = positive_int(transient, "transient", minimum=0)
     bound = positive_float(divergence_bound, "divergence_bound")
@@ -963,9 +940,9 @@ def phase_diagram(
     >>> [str(o) for o in pd.outcome[:, 0]]
     ['converged', 'diverged']
     """
-    model = _check_model(model)
-    etas = _check_etas(etas)
-    th = _check_thetas(model, thetas0, "thetas0")
+    model = check_model(model)
+    etas = check_etas(etas)
+    th = check_thetas(model, thetas0, "thetas0")
     transient = positive_int(transient, "transient", minimum=0)
     measure = positive_int(measure, "measure")
     tol = positive_float(tol, "tol")
@@ -1080,7 +1057,7 @@ def feigenbaum_cascade(model: Model, minimum, *, levels: int = 9, eta_max: float
     >>> round(float(c.ratios[-1]), 2)
     4.67
     """
-    model = _check_model(model)
+    model = check_model(model)
     if model.dim != 1:
         raise ValueError(f"feigenbaum_cascade needs a one-dimensional model; got dim {model.dim}")
     xs = float(as_float_array(minimum, "minimum", ndim=(0, 1)).ravel()[0])

@@ -4,12 +4,18 @@ The workload: GD on the two-parameter model L(x, y) = 1/2 (x y - 1)^2 for a batc
 step sizes, with the divergence check and freeze that simulate() performs. Every
 opponent runs the same map in the same floating-point operations:
 
-- simulate() with 1 thread and with all threads;
+- simulate() as a user calls it (default arguments, in particular the period detection
+  up to max_period=64; only save=() since per-step records of the whole sweep would take
+  gigabytes), and with max_period=1, each with 1 thread and with all threads;
 - the same loop vectorised over the batch in numpy;
 - a pure-Python loop on a subsample;
 - a plain C loop compiled here with the system compiler at -O3 -march=native
   (-ffp-contract=off, so that it computes the same roundings as numba and the results can
   be compared bit for bit), innermost loop over the batch like simulate()'s kernel.
+
+It also measures the latency of the first simulate() call in a new process (kernels
+built and compiled, or loaded from the disk cache), in a fresh interpreter with an empty
+kernel cache and then with the cache that the first one left.
 
 Run: ``python -m benchmarks.simulate_throughput [--runs 10000 --steps 10000]``.
 Prints updates per second (one update = one step of one run) and the ratios.
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -138,6 +145,32 @@ def run_c(etas: np.ndarray, steps: int):
     return float(out[0]), rows[:, 0], rows[:, 1], rows[:, 2].astype(int)
 
 
+FIRST_CALL = f"""
+import time
+t0 = time.perf_counter()
+from minimal_eos import GD, ScalarNetwork, simulate
+t1 = time.perf_counter()
+model = ScalarNetwork(depth=2, x=(1.0,), y=(1.0,))
+simulate(model, GD(), [{X0!r}, {Y0!r}], 100, eta=[0.1, 0.5, 1.0])
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def first_call_latency(folder: str) -> tuple[float, float]:
+    """(import seconds, first simulate() seconds) in a fresh interpreter caching in ``folder``.
+
+    Both minimal-eos's kernel cache and numba's own cache (of the package's compiled helpers)
+    point into ``folder``, so that an empty folder is a cold start.
+    """
+    paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, MINIMAL_EOS_CACHE=folder,
+               NUMBA_CACHE_DIR=os.path.join(folder, "numba"),
+               PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def best_of(repeats: int, fn):
     """Smallest wall time of ``repeats`` calls of ``fn``, and its last result."""
     best, out = np.inf, None
@@ -164,15 +197,17 @@ def main(argv=None) -> int:
     model = ScalarNetwork(depth=2, x=(1.0,), y=(1.0,))
     simulate(model, GD(), [X0, Y0], 2, eta=etas[:4], save=())  # compile outside the timing
 
-    def sim():
-        return simulate(model, GD(), [X0, Y0], steps, eta=etas, save=(), max_period=1)
+    def sim(**kwargs):
+        return lambda: simulate(model, GD(), [X0, Y0], steps, eta=etas, save=(), **kwargs)
 
     rates = {}
     threads = numba.config.NUMBA_NUM_THREADS
     for n_threads in sorted({1, threads}):
         numba.set_num_threads(n_threads)
-        secs, res = best_of(args.repeats, sim)
-        rates[f"simulate, {n_threads} thread(s)"] = updates / secs
+        secs, res = best_of(args.repeats, sim())
+        rates[f"simulate, default call, {n_threads} thread(s)"] = updates / secs
+        secs, _ = best_of(args.repeats, sim(max_period=1))
+        rates[f"simulate, max_period=1, {n_threads} thread(s)"] = updates / secs
     numba.set_num_threads(threads)
 
     secs, (xn, _, dn) = best_of(args.repeats, lambda: numpy_loop(etas, steps))
@@ -185,13 +220,21 @@ def main(argv=None) -> int:
     if c is not None:
         rates["C -O3 -march=native, 1 thread"] = updates / c[0]
 
+    with tempfile.TemporaryDirectory() as folder:
+        cold = first_call_latency(folder)
+        warm = first_call_latency(folder)
+
     print(f"GD on 1/2 (x y - 1)^2: {nb} step sizes x {steps} steps ({updates:.2e} updates),")
     print(f"best of {args.repeats}; numba threads: {threads}")
     for name, rate in rates.items():
-        print(f"  {name:36s} {rate:10.4g} updates/s")
-    one = rates["simulate, 1 thread(s)"]
-    best = rates[f"simulate, {threads} thread(s)"]
+        print(f"  {name:42s} {rate:10.4g} updates/s")
+    one = rates["simulate, default call, 1 thread(s)"]
+    best = rates[f"simulate, default call, {threads} thread(s)"]
+    one_mp1 = rates["simulate, max_period=1, 1 thread(s)"]
+    best_mp1 = rates[f"simulate, max_period=1, {threads} thread(s)"]
     ratios = {
+        "default call / max_period=1 (1 thread)": one / one_mp1,
+        "default call / max_period=1 (all threads)": best / best_mp1,
         "simulate (all threads) / numpy": best / rates["numpy, vectorised over the batch"],
         "simulate (all threads) / pure Python": best / rates["pure Python, subsample"],
     }
@@ -200,9 +243,14 @@ def main(argv=None) -> int:
         ratios["simulate (1 thread) / C (1 thread)"] = one / c_rate
         ratios["simulate (all threads) / C (1 thread)"] = best / c_rate
         ratios["simulate per core / C per core"] = best / threads / c_rate
-    print("ratios:")
+    print("ratios (simulate = the default call):")
     for name, r in ratios.items():
-        print(f"  {name:40s} {r:8.2f}")
+        print(f"  {name:42s} {r:8.2f}")
+    print("first simulate() call in a new process (import of minimal_eos excluded):")
+    print(f"  empty kernel cache (compiles)              {cold[1]:8.2f} s")
+    print(f"  warm kernel cache (loads from disk)        {warm[1]:8.2f} s")
+    print(f"  ratio cold / warm                          {cold[1] / warm[1]:8.1f}")
+    print(f"  (import minimal_eos: {cold[0]:.2f} s cold, {warm[0]:.2f} s warm)")
     x_sim = res.final_theta[:, 0]
     print("final iterates and divergence steps identical, bit for bit:")
     print(f"  to numpy: {np.array_equal(x_sim, xn) and np.array_equal(res.diverged_at, dn)}")

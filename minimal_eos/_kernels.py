@@ -4,26 +4,98 @@ One kernel per model structure, built by :func:`simulation_kernel` around the mo
 batch kernels. The batch of runs is cut into chunks of ``chunk`` columns; chunks run in
 parallel (``prange``), and inside a chunk the loop over steps is outermost while every
 innermost loop runs over the chunk's runs, so that LLVM can vectorise it.
+
+Generated models compile this loop in the same module file as their kernels
+(:meth:`minimal_eos.symbolic.SymbolicLoss.compile`, from :func:`loop_source`), so that numba
+caches it on disk; hand-written models compile it once per process.
 """
 
 from __future__ import annotations
+
+import inspect
+import textwrap
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 from numba import prange
 
-from .symbolic import Kernels
+from ._trace import traced_rules
 
+if TYPE_CHECKING:
+    from .symbolic import Kernels
+
+LOOP_OPTIONS = {"parallel": True, "nogil": True, "error_model": "numpy"}
 _CACHE: dict[int, tuple[Kernels, numba.core.registry.CPUDispatcher]] = {}
 
 
 def simulation_kernel(kernels: Kernels):
-    """The simulation loop compiled around ``kernels`` (cached per kernels object)."""
+    """The simulation loop compiled around ``kernels`` (cached per kernels object).
+
+    Kernels that come with their loop (``kernels.loop``, compiled and cached on disk with
+    them) return it.
+    """
+    if kernels.loop is not None:
+        return kernels.loop
     key = id(kernels)
     if key not in _CACHE or _CACHE[key][0] is not kernels:
-        _CACHE[key] = (kernels, numba.njit(parallel=True, nogil=True, error_model="numpy")(
-            _make_loop(kernels)))
+        step_k = kernels.step if kernels.step is not None else make_generic_step(kernels.grad)
+        loop = _make_loop(kernels.loss, kernels.sharp, step_k, PERIODS_KERNEL)
+        _CACHE[key] = (kernels, numba.njit(**LOOP_OPTIONS)(loop))
     return _CACHE[key][1]
+
+
+def loop_source() -> str:
+    """Source of :func:`detect_periods` and of the simulation loop, which calls the globals
+    ``loss_k``, ``sharp_k``, ``step_k`` and ``periods_k``."""
+    loop = textwrap.dedent(inspect.getsource(_make_loop(None, None, None, None)))
+    return inspect.getsource(detect_periods) + "\n\n" + loop
+
+
+def generic_step_source() -> str:
+    """Source of the generic step (see :func:`make_generic_step`), traced from the maps."""
+    ind = " " * 4
+    lines = [
+        "def step(x, v, e, death, t, beta, opt, bound, lo, hi, p, scratch):",
+        f"{ind}d = x.shape[0]",
+        f"{ind}tf = float(t + 1)",
+        *(f"{ind}{name} = scratch[{i}]" for i, name in enumerate(("xn", "vn", "qa", "ga"))),
+        f"{ind}ok = scratch[4, 0]",
+    ]
+    rules = traced_rules()
+    for i, rule in enumerate(rules):
+        loads = [f"{ind * 4}s = x[k, b]"] + ([f"{ind * 4}w = v[k, b]"] if rule.reads_v else [])
+        lines.append(f"{ind}{'if' if i == 0 else 'elif'} opt == {rule.code}:")
+        if rule.query_out == "s":
+            lines.append(f"{ind * 2}grad_k(x, lo, hi, p, ga)")
+        else:
+            lines += [f"{ind * 2}for k in range(d):", f"{ind * 3}for b in range(lo, hi):",
+                      *loads, *(ind * 4 + q for q in rule.query),
+                      f"{ind * 4}qa[k, b] = {rule.query_out}",
+                      f"{ind * 2}grad_k(qa, lo, hi, p, ga)"]
+        lines += [f"{ind * 2}for k in range(d):", f"{ind * 3}for b in range(lo, hi):", *loads,
+                  f"{ind * 4}g = ga[k, b]", f"{ind * 4}eb = e[b]",
+                  *(ind * 4 + u for u in rule.update), f"{ind * 4}xn[k, b] = {rule.x_out}"]
+        if rule.writes_v:
+            lines.append(f"{ind * 4}vn[k, b] = {rule.v_out}")
+    momentum = " or ".join(f"opt == {r.code}" for r in rules if r.writes_v) or "False"
+    lines += [
+        f"{ind}for b in range(lo, hi):",
+        f"{ind * 2}ok[b] = 1.0 if death[b] > tf else 0.0",
+        f"{ind}for k in range(d):",
+        f"{ind * 2}for b in range(lo, hi):",
+        f"{ind * 3}ok[b] = ok[b] if abs(xn[k, b]) <= bound else 0.0",
+        f"{ind}for b in range(lo, hi):",
+        f"{ind * 2}death[b] = death[b] if ok[b] > 0.0 else min(death[b], tf)",
+        f"{ind}for k in range(d):",
+        f"{ind * 2}for b in range(lo, hi):",
+        f"{ind * 3}x[k, b] = xn[k, b] if ok[b] > 0.0 else x[k, b]",
+        f"{ind}if {momentum}:",
+        f"{ind * 2}for k in range(d):",
+        f"{ind * 3}for b in range(lo, hi):",
+        f"{ind * 4}v[k, b] = vn[k, b] if ok[b] > 0.0 else v[k, b]",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def make_generic_step(grad_k):
@@ -37,76 +109,76 @@ def make_generic_step(grad_k):
     - heavy ball: ``v+ = beta v - e g(x)``, ``x+ = x + v+``;
     - Nesterov: ``v+ = beta v - e g(x + beta v)``, ``x+ = x + v+``.
 
-    ``death[b]`` is ``inf`` while run ``b`` is alive; a run whose new position is not
+    The update of each optimizer is traced from its own ``query`` and ``update``
+    (:mod:`minimal_eos._trace`), one loop over the batch per pass so that LLVM vectorises
+    it. ``death[b]`` is ``inf`` while run ``b`` is alive; a run whose new position is not
     finite or leaves ``|x_k| <= bound`` keeps its old state and gets ``death[b] = t + 1``
     (a float, so that every array in the loop has 64-bit float lanes and the loop
-    vectorises). ``scratch`` has shape
-    ``(5, d, B)``. Each pass is a loop over the batch, so LLVM vectorises it.
+    vectorises). ``scratch`` has shape ``(5, d, B)``.
     """
+    namespace = {"grad_k": grad_k}
+    exec(compile(generic_step_source(), "<minimal_eos generic step>", "exec"), namespace)
+    return numba.njit(nogil=True, error_model="numpy")(namespace["step"])
 
-    def step(x, v, e, death, t, beta, opt, bound, lo, hi, p, scratch):
-        d = x.shape[0]
-        tf = float(t + 1)
-        xn = scratch[0]
-        vn = scratch[1]
-        q = scratch[2]
-        g = scratch[3]
-        ok = scratch[4, 0]
-        if opt == 0:
-            grad_k(x, lo, hi, p, g)
-            for k in range(d):
-                for b in range(lo, hi):
-                    xn[k, b] = x[k, b] - e[b] * g[k, b]
-        else:
-            if opt == 2:
+
+def detect_periods(hist, diverged_at, tol, max_period, period):
+    """``period[b]`` = the smallest period of run ``b`` in the tail ``hist`` (0 if none).
+
+    ``hist`` has shape ``(H, d, B)``, the last ``H`` iterates; run ``b`` has period
+    ``p <= max_period`` (with ``2 p <= H``) when
+    ``|x_{T-j, k} - x_{T-j-p, k}| <= tol (1 + max_k |x_{T, k}|)`` for all ``j < p`` and
+    ``k``. Runs with ``diverged_at[b] >= 0`` are skipped (period 0). The search stops at the
+    first coordinate that breaks a period: a converged run costs ``O(d)``, any run at most
+    ``O(max_period^2 d)``.
+    """
+    nh, d, nb = hist.shape
+    for b in range(nb):
+        period[b] = 0
+        if diverged_at[b] >= 0:
+            continue
+        top = 0.0
+        for k in range(d):
+            top = max(top, abs(hist[nh - 1, k, b]))
+        scale = tol * (1.0 + top)
+        for q in range(1, max_period + 1):
+            if 2 * q > nh:
+                break
+            closed = True
+            for j in range(nh - q, nh):
                 for k in range(d):
-                    for b in range(lo, hi):
-                        q[k, b] = x[k, b] + beta * v[k, b]
-                grad_k(q, lo, hi, p, g)
-            else:
-                grad_k(x, lo, hi, p, g)
-            for k in range(d):
-                for b in range(lo, hi):
-                    vn[k, b] = beta * v[k, b] - e[b] * g[k, b]
-                    xn[k, b] = x[k, b] + vn[k, b]
-        for b in range(lo, hi):
-            ok[b] = 1.0 if death[b] > tf else 0.0
-        for k in range(d):
-            for b in range(lo, hi):
-                ok[b] = ok[b] if abs(xn[k, b]) <= bound else 0.0
-        for b in range(lo, hi):
-            death[b] = death[b] if ok[b] > 0.0 else min(death[b], tf)
-        for k in range(d):
-            for b in range(lo, hi):
-                x[k, b] = xn[k, b] if ok[b] > 0.0 else x[k, b]
-        if opt != 0:
-            for k in range(d):
-                for b in range(lo, hi):
-                    v[k, b] = vn[k, b] if ok[b] > 0.0 else v[k, b]
-
-    return numba.njit(nogil=True, error_model="numpy")(step)
+                    # written so that a NaN gap breaks the period
+                    if not abs(hist[j, k, b] - hist[j - q, k, b]) <= scale:
+                        closed = False
+                        break
+                if not closed:
+                    break
+            if closed:
+                period[b] = q
+                break
 
 
-def _make_loop(kernels: Kernels):
-    loss_k = kernels.loss
-    sharp_k = kernels.sharp
-    step_k = kernels.step if kernels.step is not None else make_generic_step(kernels.grad)
+PERIODS_KERNEL = numba.njit(nogil=True, error_model="numpy", cache=True)(detect_periods)
 
+
+def _make_loop(loss_k, sharp_k, step_k, periods_k):
     def loop(th0, etas, beta, opt, steps, scode, spar, p, every, save_loss, save_sharp,
-             save_theta, bound, nhist, chunk, x_out, div_out, rec_loss, rec_sharp, rec_theta,
-             hist):
+             save_theta, bound, tol, max_period, chunk, x_out, div_out, rec_loss, rec_sharp,
+             rec_theta, period_out):
         """Run ``steps`` steps of the optimizer ``opt`` (0 GD, 1 heavy ball, 2 Nesterov).
 
         Writes the last finite iterates to ``x_out``, the step of divergence (or -1) to
         ``div_out``, records every ``every`` steps (and at the last) to ``rec_*``, and the
-        last ``nhist`` iterates to ``hist``.
+        period of each run, detected by ``periods_k`` from its last ``2 max_period``
+        iterates (kept per chunk only over those final steps), to ``period_out``.
         """
         d = th0.shape[0]
         nb = th0.shape[1]
+        nhist = min(2 * max_period, steps + 1)
         nchunks = (nb + chunk - 1) // chunk
         for c in prange(nchunks):
             lo = c * chunk
             n = min(nb, lo + chunk) - lo
+            tail = np.empty((nhist, d, n))
             x = np.empty((d, n))
             v = np.zeros((d, n))
             scratch = np.empty((5, d, n))
@@ -137,7 +209,7 @@ def _make_loop(kernels: Kernels):
                 if h >= 0:
                     for k in range(d):
                         for b in range(n):
-                            hist[h, k, lo + b] = x[k, b]
+                            tail[h, k, b] = x[k, b]
                 if t == steps:
                     break
                 # step sizes: recomputed only when the schedule's factor changes
@@ -160,7 +232,13 @@ def _make_loop(kernels: Kernels):
             for k in range(d):
                 for b in range(n):
                     x_out[k, lo + b] = x[k, b]
+            dead = np.empty(n, dtype=np.int64)
             for b in range(n):
-                div_out[lo + b] = -1 if death[b] == np.inf else int(death[b])
+                dead[b] = -1 if death[b] == np.inf else int(death[b])
+                div_out[lo + b] = dead[b]
+            found = np.empty(n, dtype=np.int64)
+            periods_k(tail, dead, tol, max_period, found)
+            for b in range(n):
+                period_out[lo + b] = found[b]
 
     return loop

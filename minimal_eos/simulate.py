@@ -9,7 +9,7 @@ from enum import StrEnum
 import numpy as np
 
 from ._checks import batch_of_runs, positive_float, positive_int, record_count
-from ._kernels import simulation_kernel
+from ._kernels import PERIODS_KERNEL, simulation_kernel
 from .models.base import Model
 from .optimizers import Optimizer, check_optimizer
 from .schedules import Schedule, check_schedule
@@ -184,20 +184,19 @@ def simulate(
             f"the records would take {rec_bytes / 2**30:.1f} GiB; record less often "
             f"(every=...) or save fewer fields (save=...)"
         )
-    nhist = min(2 * max_period, steps + 1)
     out_x = np.empty((d, nb))
     out_div = np.empty(nb, dtype=np.int64)
+    period = np.empty(nb, dtype=np.int64)
     rec_loss = np.zeros((n_rec if "loss" in save else 0, nb))
     rec_sharp = np.zeros((n_rec if "sharpness" in save else 0, nb))
     rec_theta = np.zeros((n_rec if "theta" in save else 0, d, nb))
-    hist = np.zeros((nhist, d, nb))
 
     loop = simulation_kernel(model.kernels())
     loop(
         np.ascontiguousarray(th.T), etas, float(optimizer.beta), int(optimizer.code), steps,
         int(schedule.code), schedule.encode(), model.param_vector(), every,
-        "loss" in save, "sharpness" in save, "theta" in save, bound, nhist, chunk,
-        out_x, out_div, rec_loss, rec_sharp, rec_theta, hist,
+        "loss" in save, "sharpness" in save, "theta" in save, bound, tol, max_period, chunk,
+        out_x, out_div, rec_loss, rec_sharp, rec_theta, period,
     )
 
     t = np.minimum(np.arange(n_rec) * every, steps)
@@ -214,7 +213,7 @@ def simulate(
             np.transpose(rec_theta, (2, 0, 1)).copy(),
             mask=np.broadcast_to(invalid[:, :, None], (nb, n_rec, d)),
         )
-    status, period = classify(hist, out_div, tol, max_period)
+    status = _statuses(period, out_div)
     return SimulationResult(
         eta=etas.copy(),
         theta0=np.array(th),
@@ -232,23 +231,24 @@ def simulate(
 
 
 def classify(hist: np.ndarray, diverged_at: np.ndarray, tol: float, max_period: int):
-    """Status and period of each run from its last iterates ``hist`` (shape ``(H, d, B)``)."""
-    nh, _, nb = hist.shape
-    status = np.full(nb, Status.RUNNING, dtype=object)
-    period = np.zeros(nb, dtype=np.int64)
-    scale = tol * (1.0 + np.max(np.abs(hist[-1]), axis=0))
-    undecided = diverged_at < 0
-    status[~undecided] = Status.DIVERGED
-    for p in range(1, max_period + 1):
-        if 2 * p > nh:
-            break
-        # the last p iterates each equal the one p steps earlier
-        gap = np.max(np.abs(hist[nh - p :] - hist[nh - 2 * p : nh - p]), axis=(0, 1))
-        hit = undecided & (gap <= scale)
-        status[hit] = Status.CONVERGED if p == 1 else Status.PERIODIC
-        period[hit] = p
-        undecided &= ~hit
-    return status, period
+    """Status and period of each run from its last iterates ``hist`` (shape ``(H, d, B)``).
+
+    Run ``b`` has period ``p`` (the smallest such ``p <= max_period`` with ``2 p <= H``)
+    when ``max_{j < p, k} |x_{T-j, k} - x_{T-j-p, k}| <= tol (1 + max_k |x_{T, k}|)``, with
+    ``x_T = hist[-1, :, b]``; period 1 is converged. Runs with ``diverged_at >= 0`` are
+    diverged (see :func:`minimal_eos._kernels.detect_periods`).
+    """
+    period = np.empty(hist.shape[2], dtype=np.int64)
+    PERIODS_KERNEL(hist, diverged_at, float(tol), int(max_period), period)
+    return _statuses(period, diverged_at), period
+
+
+def _statuses(period: np.ndarray, diverged_at: np.ndarray) -> np.ndarray:
+    status = np.full(len(period), Status.RUNNING, dtype=object)
+    status[diverged_at >= 0] = Status.DIVERGED
+    status[period == 1] = Status.CONVERGED
+    status[period > 1] = Status.PERIODIC
+    return status
 
 
 def _summary(status, period, diverged_at, steps: int) -> str:

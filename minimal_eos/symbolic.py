@@ -20,6 +20,9 @@ split between threads, and reads the model's constants from a flat float64 vecto
   step in place (see :func:`minimal_eos._kernels.make_generic_step`). Generated models
   get a fused version, with the gradient inlined in the update, that LLVM vectorises over
   the batch; hand-written models may leave it ``None`` to use the generic one.
+- ``loop``: the simulation loop of :mod:`minimal_eos._kernels` compiled around these
+  kernels in the same cached module (generated models), or ``None`` (compiled once per
+  process around hand-written kernels).
 
 The innermost loop of every generated kernel runs over the batch, so that LLVM can
 vectorise it.
@@ -27,6 +30,7 @@ vectorise it.
 
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
 from collections.abc import Sequence
@@ -39,7 +43,12 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ._diskcache import import_generated
+from ._kernels import LOOP_OPTIONS, loop_source
+from ._trace import traced_rules
+
 JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
+_KERNEL_NAMES = ("loss", "grad", "hess", "dir3", "step")
 
 
 class Kernels(NamedTuple):
@@ -52,6 +61,7 @@ class Kernels(NamedTuple):
     sharp: numba.core.registry.CPUDispatcher
     source: str = ""
     step: numba.core.registry.CPUDispatcher | None = None
+    loop: numba.core.registry.CPUDispatcher | None = None
 
 
 class _Printer(PythonCodePrinter):
@@ -90,6 +100,11 @@ def make_sharpness_kernel(hess, dim: int):
     The largest eigenvalue is closed-form for ``dim <= 2`` and computed by LAPACK
     (``numpy.linalg.eigvalsh``) otherwise.
     """
+    return numba.njit(**JIT_OPTIONS)(_sharpness_function(hess, dim))
+
+
+def _sharpness_function(hess, dim: int):
+    """The pure-Python ``sharp`` of :func:`make_sharpness_kernel`; it calls ``hess``."""
     if dim == 1:
 
         def sharp(th, lo, hi, p, out):
@@ -123,7 +138,7 @@ def make_sharpness_kernel(hess, dim: int):
                         mat[i, j] = buf[i, j, b]
                 out[b] = np.linalg.eigvalsh(mat)[d - 1]
 
-    return numba.njit(**JIT_OPTIONS)(sharp)
+    return sharp
 
 
 @dataclass(frozen=True)
@@ -250,58 +265,74 @@ class SymbolicLoss:
         return "\n\n\n".join(parts) + "\n"
 
     def _step_source(self, subs, unpack_c) -> str:
-        """A fused optimizer step: gradient expressions inlined in the update."""
+        """A fused optimizer step: gradient expressions inlined in the update.
+
+        Each optimizer's query and update are traced from its update map
+        (:func:`minimal_eos._trace.traced_rules`), one loop over the batch per optimizer.
+        """
         d = self.dim
         grads = [sp.sympify(e).xreplace(subs) for e in self.gradient]
         body = _render(grads, [f"g{k}" for k in range(d)], " " * 12)
-
-        def tail(momentum: bool) -> list[str]:
-            ind = " " * 12
-            lines = [f"{ind}eb = e[b]"]
-            for k in range(d):
-                if momentum:
-                    lines += [f"{ind}w{k}n = beta * w{k} - eb * g{k}", f"{ind}n{k} = s{k} + w{k}n"]
-                else:
-                    lines.append(f"{ind}n{k} = s{k} - eb * g{k}")
-            lines += [f"{ind}a = death[b]", f"{ind}ok = 1.0 if a > tf else 0.0"]
-            lines += [f"{ind}ok = ok if abs(n{k}) <= bound else 0.0" for k in range(d)]
-            lines.append(f"{ind}death[b] = a if ok > 0.0 else min(a, tf)")
-            for k in range(d):
-                lines.append(f"{ind}x[{k}, b] = n{k} if ok > 0.0 else s{k}")
-                if momentum:
-                    lines.append(f"{ind}v[{k}, b] = w{k}n if ok > 0.0 else w{k}")
-            return lines
-
-        loads = [f"            s{k} = x[{k}, b]" for k in range(d)]
+        ind = " " * 12
         lines = [
             "def step(x, v, e, death, t, beta, opt, bound, lo, hi, p, scratch):",
             *unpack_c,
             "    tf = float(t + 1)",
-            "    if opt == 0:",
-            "        for b in range(lo, hi):",
-            *loads,
-            *[f"            t{k} = s{k}" for k in range(d)],
-            *body,
-            *tail(False),
-            "    else:",
-            "        q = beta if opt == 2 else 0.0",
-            "        for b in range(lo, hi):",
-            *loads,
-            *[f"            w{k} = v[{k}, b]" for k in range(d)],
-            # heavy ball: q = 0 and s + 0.0 * w == s exactly, so one loop serves both
-            *[f"            t{k} = s{k} + q * w{k}" for k in range(d)],
-            *body,
-            *tail(True),
         ]
+        per_coord = [traced_rules(k) for k in range(d)]
+        for i, rules in enumerate(zip(*per_coord, strict=True)):
+            lines += [f"    {'if' if i == 0 else 'elif'} opt == {rules[0].code}:",
+                      "        for b in range(lo, hi):"]
+            lines += [f"{ind}s{k} = x[{k}, b]" for k in range(d)]
+            lines += [f"{ind}w{k} = v[{k}, b]" for k, r in enumerate(rules) if r.reads_v]
+            for k, r in enumerate(rules):
+                lines += [ind + q for q in r.query] + [f"{ind}t{k} = {r.query_out}"]
+            lines += [*body, f"{ind}eb = e[b]"]
+            for r in rules:
+                lines += [ind + u for u in r.update]
+            lines += [f"{ind}a = death[b]", f"{ind}ok = 1.0 if a > tf else 0.0"]
+            lines += [f"{ind}ok = ok if abs({r.x_out}) <= bound else 0.0" for r in rules]
+            lines.append(f"{ind}death[b] = a if ok > 0.0 else min(a, tf)")
+            for k, r in enumerate(rules):
+                lines.append(f"{ind}x[{k}, b] = {r.x_out} if ok > 0.0 else s{k}")
+                if r.writes_v:
+                    lines.append(f"{ind}v[{k}, b] = {r.v_out} if ok > 0.0 else w{k}")
         return "\n".join(lines)
 
+    def module_source(self, cache: bool = True) -> str:
+        """Python source of the module that :meth:`compile` imports.
+
+        It holds the kernels of :meth:`source`, the sharpness kernel and the simulation
+        loop of :mod:`minimal_eos._kernels`, each compiled by numba (with numba's disk cache
+        when ``cache``), so that the module's text alone determines its machine code.
+        """
+        return self._module_text(self.source(), cache)
+
+    def _module_text(self, src: str, cache: bool) -> str:
+        header = (
+            f"# Batch kernels generated by minimal-eos for the loss {self.expr!r}.\n"
+            "import math\n\nimport numba\nimport numpy as np\nfrom numba import prange\n"
+        )
+        jit = {**JIT_OPTIONS, "cache": cache}
+        loop_jit = {**LOOP_OPTIONS, "cache": cache}
+        footer = [f"_JIT = {jit!r}"]
+        footer += [f"{n} = numba.njit(**_JIT)({n})" for n in (*_KERNEL_NAMES, "sharp")]
+        footer += ["loss_k, sharp_k, step_k = loss, sharp, step",
+                   "periods_k = numba.njit(**_JIT)(detect_periods)",
+                   f"loop = numba.njit(**{loop_jit!r})(loop)"]
+        sharp = textwrap.dedent(inspect.getsource(_sharpness_function(None, self.dim)))
+        parts = [header, src, sharp, loop_source(), "\n".join(footer) + "\n"]
+        return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+
     def compile(self) -> Kernels:
-        """Generate, ``exec`` and numba-compile the batch kernels (see :meth:`source`)."""
+        """Generate the batch kernels (see :meth:`source`) and compile them with numba.
+
+        The generated module, with the sharpness kernel and the simulation loop, is
+        imported from the disk cache of :mod:`minimal_eos._diskcache`, so that numba
+        compiles each loss once per machine rather than once per process.
+        """
         src = self.source()
-        namespace: dict = {"math": math}
-        exec(compile(src, f"<minimal_eos generated: {self.expr}>", "exec"), namespace)
-        jit = numba.njit(**JIT_OPTIONS)
-        names = ("loss", "grad", "hess", "dir3", "step")
-        loss, grad, hess, dir3, step = (jit(namespace[n]) for n in names)
-        sharp = make_sharpness_kernel(hess, self.dim)
-        return Kernels(loss, grad, hess, dir3, sharp, textwrap.dedent(src), step)
+        module = import_generated(self._module_text(src, True),
+                                  in_memory_text=self._module_text(src, False))
+        loss, grad, hess, dir3, step = (getattr(module, n) for n in _KERNEL_NAMES)
+        return Kernels(loss, grad, hess, dir3, module.sharp, src, step, module.loop)

@@ -16,8 +16,14 @@ Timeouts (pytest-timeout): ``timeout`` in ``setup.cfg`` for every test, ``SLOW_T
 for the end-to-end tests marked ``slow`` (unless they carry their own
 ``@pytest.mark.timeout``), and ten times either with ``--full``, which runs ten times the
 examples and the slow tests at full size.
+
+Compiled kernels are cached in a fresh folder per test run (``MINIMAL_EOS_CACHE``), so that
+the tests neither read nor write the user's kernel cache and never depend on its content.
 """
 
+import os
+import shutil
+import tempfile
 import zlib
 
 import numpy as np
@@ -34,6 +40,10 @@ settings.register_profile("explore", derandomize=False, **_COMMON)
 settings.load_profile("deterministic")
 
 
+def pytest_unconfigure(config):
+    shutil.rmtree(config.kernel_cache, ignore_errors=True)
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--full", action="store_true", default=False,
@@ -46,6 +56,8 @@ def pytest_configure(config):
     # runs before the hypothesis plugin's own configure: --hypothesis-profile still wins
     if config.getoption("--full"):
         settings.load_profile("long")
+    config.kernel_cache = tempfile.mkdtemp(prefix="minimal-eos-kernels-")
+    os.environ["MINIMAL_EOS_CACHE"] = config.kernel_cache
 
 
 def pytest_collection_modifyitems(config, items):
