@@ -17,7 +17,7 @@ for three uses: many products at one point (a sharpness estimate), one product a
 point, and the third derivative (three nested reverse passes from scratch, the same on the
 kept graph, and reverse over forward over reverse with ``torch.func``).
 
-    python -m benchmarks.sharpness_hvps [--step 300] [--repeats 5] [--calls 40]
+    python -m benchmarks.sharpness_hvps [--step 300] [--repeats 10] [--calls 20]
 """
 
 from __future__ import annotations
@@ -32,23 +32,30 @@ from torch.func import grad, jvp, vjp
 from validation.experiment import Config, Experiment
 
 
-def best_time(fn: Callable[[], object], repeats: int, calls: int) -> float:
-    """Seconds per call: the best of ``repeats`` means over ``calls`` calls."""
-    fn()
-    best = float("inf")
+def best_times(forms: dict[str, Callable[[], object]], repeats: int, calls: int
+               ) -> dict[str, float]:
+    """Seconds per call of each form: the best of ``repeats`` rounds of ``calls`` calls.
+
+    The forms take turns within each round, so that a change of the machine's load
+    during the run reaches all of them alike.
+    """
+    best = dict.fromkeys(forms, float("inf"))
+    for fn in forms.values():
+        fn()
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+        for name, fn in forms.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls)
     return best
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--step", type=int, default=300, help="GD step of the point (default 300)")
-    p.add_argument("--repeats", type=int, default=5, help="timing rounds (default 5)")
-    p.add_argument("--calls", type=int, default=40, help="calls per round (default 40)")
+    p.add_argument("--repeats", type=int, default=10, help="timing rounds (default 10)")
+    p.add_argument("--calls", type=int, default=20, help="calls per round (default 20)")
     args = p.parse_args()
     torch.set_num_threads(1)
     exp = Experiment(Config(checks=("edge",)), torch.device("cpu"))
@@ -115,23 +122,23 @@ def main() -> None:
     }
     agree3 = {"from scratch": third_from_scratch(), "torch.func": third_func()}
 
-    t = {}
-    t["gradient"] = best_time(lambda: obj.value_and_grad(w), args.repeats, args.calls)
-    t["fwd/rev"] = best_time(forward_over_reverse, args.repeats, args.calls)
-    t["double"] = best_time(double_backward, args.repeats, args.calls)
-    t["vjp build"] = best_time(func_vjp_build, args.repeats, args.calls)
-    t["vjp product"] = best_time(func_vjp_product, args.repeats, args.calls)
-    t["kept build"] = best_time(fresh_point, args.repeats, args.calls)
-    t["kept product"] = best_time(kept_product, args.repeats, args.calls)
-    t["kept build+1"] = best_time(kept_build_and_product, args.repeats, args.calls)
-    point = fresh_point()
-    t["third scratch"] = best_time(third_from_scratch, args.repeats, args.calls)
-    t["third kept"] = best_time(third_kept, args.repeats, args.calls)
-    t["third func"] = best_time(third_func, args.repeats, args.calls)
+    t = best_times({
+        "gradient": lambda: obj.value_and_grad(w),
+        "fwd/rev": forward_over_reverse,
+        "double": double_backward,
+        "vjp build": func_vjp_build,
+        "vjp product": func_vjp_product,
+        "kept build": fresh_point,
+        "kept product": kept_product,
+        "kept build+1": kept_build_and_product,
+        "third scratch": third_from_scratch,
+        "third kept": third_kept,
+        "third func": third_func,
+    }, args.repeats, args.calls)
     g = t["gradient"]
 
     def row(label, seconds):
-        print(f"  {label:58s} {seconds * 1e3:7.2f} ms  {seconds / g:5.2f} x gradient")
+        print(f"  {label:66s} {seconds * 1e3:7.2f} ms  {seconds / g:5.2f} x gradient")
 
     print(f"default network of validation.compare ({n} parameters, {w.dtype}, "
           f"{exp.data.n} examples), GD step {args.step}; one thread; best of "
@@ -171,7 +178,7 @@ def main() -> None:
                          "kept product"),
                         ("third from scratch / third on the kept graph", "third scratch",
                          "third kept")):
-        print(f"  {label:58s} {t[a] / t[b]:5.2f}")
+        print(f"  {label:66s} {t[a] / t[b]:5.2f}")
 
 if __name__ == "__main__":
     main()
