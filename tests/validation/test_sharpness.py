@@ -133,3 +133,14 @@ def test_a_stale_second_eigenvector_is_replaced_at_the_next_refresh(crossing_run
     found = [float(tracker.estimate(w).values[0]) for _ in range(2)]
     assert found[0] == pytest.approx(float(vals[-2]), abs=1e-6)  # stale, as designed
     assert found[1] == pytest.approx(float(vals[-1]), abs=1e-3)  # the third estimate: cold
+
+
+def test_bad_tracker_and_lobpcg_input():
+    with pytest.raises(ValueError, match="guard must"):
+        SharpnessTracker(lambda w, v: v, 5, guard=-1)
+    with pytest.raises(ValueError, match="tol must"):
+        SharpnessTracker(lambda w, v: v, 5, tol=0.0)
+    with pytest.raises(ValueError, match="criterion must"):
+        lobpcg(lambda v: v, torch.ones(4, 1, dtype=torch.float64), criterion="gap")
+    with pytest.raises(ValueError, match="k=3 exceeds"):
+        lobpcg(lambda v: v, torch.ones(4, 2, dtype=torch.float64), k=3)
