@@ -1,17 +1,19 @@
 """Training loss of a network on a full training set, with its derivatives.
 
 Gradients are reverse mode. Hessian-vector products and the third derivative
-``grad_w <X, U^T H(w) U>`` come from a :class:`Point`: one forward and one reverse pass
-that keeps its graph (``create_graph``), after which every product ``H(w) v`` is one more
-reverse pass through the stored gradient graph and the third derivative two more. The
-point's value and gradient are the step's own, so a tracked GD step pays for its gradient
-once. ``python -m benchmarks.sharpness_hvps`` times this form against
-forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``), double backward from
-scratch and ``torch.func.vjp`` of the gradient function.
-"""
+``grad_w <X, U^T H(w) U>`` come from a :class:`Point`. When the training set is one chunk
+(the default runs), the point is one forward and one reverse pass that keeps its graph
+(``create_graph``): every product ``H(w) v`` is then one more reverse pass through the
+kept gradient graph, the third derivative two more, and the point's value and gradient are
+the step's own, so a tracked GD step pays for its gradient once. With several chunks the
+graph is rebuilt chunk by chunk for each call (double backward), so memory stays bounded
+by the chunk size. ``python -m benchmarks.sharpness_hvps`` times these forms against
+forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``) and ``torch.func.vjp`` of
+the gradient function."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -52,9 +54,8 @@ class Objective:
       gradient of the sharpness ``grad S = nabla^3 L[u, u]`` (Damian et al.,
       arXiv 2209.15594).
 
-    Gradients alone (:meth:`value_and_grad`) hold one chunk's graph at a time. A
-    :class:`Point` (every HVP and third derivative) holds the gradient graph of the whole
-    training set, as one reverse pass with ``create_graph`` over all chunks would.
+    Every pass holds one chunk's graph at a time; a :class:`Point` of a training set that
+    is a single chunk keeps its gradient graph between products.
     """
 
     network: Network
@@ -113,25 +114,29 @@ class Objective:
     def at(self, w: torch.Tensor) -> Point:
         """The :class:`Point` at ``w``: loss, gradient and the graph of its derivatives.
 
-        The last point is kept, so that the products and third derivatives of a whole
-        sharpness estimate (and the step's gradient) share one forward and one reverse
-        pass; it is rebuilt when ``w`` differs from it in any entry.
+        When the training set is one chunk, the point keeps the gradient graph, so that
+        the products and third derivatives of a whole sharpness estimate (and the step's
+        gradient) share one forward and one reverse pass. With several chunks each
+        product call rebuilds the graph chunk by chunk, so memory stays bounded by the
+        chunk size. The last point is kept and rebuilt when ``w`` differs from it in any
+        entry.
         """
         last = self._last
         if (last is not None and last.w.shape == w.shape and last.w.dtype == w.dtype
                 and last.w.device == w.device and torch.equal(last.w, w)):
             return last
         self._last = None
-        p = w.detach().clone().requires_grad_(True)
-        value = torch.zeros((), dtype=w.dtype, device=w.device)
-        g = torch.zeros_like(w)
+        w = w.detach().clone()
+        if len(self._chunks) > 1:
+            value, g = self.value_and_grad(w)
+            self._last = Point(w, value, g, None, self)
+            return self._last
+        xc, yc = self._chunks[0]
         with torch.enable_grad():
-            for xc, yc in self._chunks:
-                v = self._chunk_loss(p, xc, yc)
-                (gc,) = torch.autograd.grad(v, p, create_graph=True)
-                value = value + v.detach()
-                g = g + gc
-        self._last = Point(w.detach().clone(), value, g, p)
+            leaf = w.clone().requires_grad_(True)
+            v = self._chunk_loss(leaf, xc, yc)
+            (g,) = torch.autograd.grad(v, leaf, create_graph=True)
+        self._last = Point(w, v.detach(), g.detach(), (leaf, g), self)
         return self._last
 
     def hvp(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -158,17 +163,20 @@ class Point:
         The point (a detached copy).
     value : torch.Tensor
         ``L(w)``, 0-d.
-    graph_grad : torch.Tensor
-        ``grad L(w)`` as a node of the autograd graph (``create_graph``) over the leaf
-        ``leaf``; :attr:`grad` is its detached value.
-    leaf : torch.Tensor
-        The leaf tensor (a copy of ``w`` requiring grad) the graph starts from.
+    grad : torch.Tensor
+        ``grad L(w)``.
+    kept : tuple of torch.Tensor, optional
+        ``(leaf, g)``: a leaf copy of ``w`` requiring grad and ``g = grad L(leaf)`` as a
+        node of the autograd graph (``create_graph``), when the training set is one
+        chunk; None otherwise (each call rebuilds the graph chunk by chunk).
+    objective : Objective
+        The loss the point belongs to.
 
     Notes
     -----
-    With ``g(w) = grad L(w)`` kept as a graph, ``H(w) v = d/dw <g(w), v>`` is one reverse
-    pass through it (``retain_graph``), and the third derivative contracted with a
-    symmetric ``X``,
+    With ``g(w) = grad L(w)`` as a graph, ``H(w) v = d/dw <g(w), v>`` is one reverse pass
+    through it (``retain_graph``), and the third derivative contracted with a symmetric
+    ``X``,
 
     ``grad_w <X, U^T H(w) U> = d/dw sum_j <(U X)_j, H(w) u_j>``,
 
@@ -180,29 +188,39 @@ class Point:
 
     w: torch.Tensor
     value: torch.Tensor
-    graph_grad: torch.Tensor
-    leaf: torch.Tensor
+    grad: torch.Tensor
+    kept: tuple[torch.Tensor, torch.Tensor] | None
+    objective: Objective
 
-    @property
-    def grad(self) -> torch.Tensor:
-        """``grad L(w)`` (detached)."""
-        return self.graph_grad.detach()
+    def _graphs(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(leaf, grad L_c(leaf))`` per chunk ``c``, with the gradient graph kept."""
+        if self.kept is not None:
+            yield self.kept
+            return
+        for xc, yc in self.objective._chunks:
+            with torch.enable_grad():
+                leaf = self.w.clone().requires_grad_(True)
+                (g,) = torch.autograd.grad(self.objective._chunk_loss(leaf, xc, yc), leaf,
+                                           create_graph=True)
+            yield leaf, g
 
-    def _reverse(self, out: torch.Tensor, cotangent: torch.Tensor | None, *,
-                 create_graph: bool = False) -> torch.Tensor:
+    def _reverse(self, out: torch.Tensor, leaf: torch.Tensor, cotangent: torch.Tensor | None,
+                 *, create_graph: bool = False) -> torch.Tensor:
         if not out.requires_grad:
             return torch.zeros_like(self.w)
-        (d,) = torch.autograd.grad(out, self.leaf, cotangent, retain_graph=True,
+        (d,) = torch.autograd.grad(out, leaf, cotangent, retain_graph=True,
                                    create_graph=create_graph, allow_unused=True)
         return torch.zeros_like(self.w) if d is None else d
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """``H(w) v`` for ``v`` of shape ``(p,)`` or ``(p, k)`` (one reverse pass per column)."""
+        vs = v[:, None] if v.dim() == 1 else v
+        out = torch.zeros_like(vs)
         with torch.enable_grad():
-            if v.dim() == 1:
-                return self._reverse(self.graph_grad, v).detach()
-            return torch.stack([self._reverse(self.graph_grad, v[:, j]).detach()
-                                for j in range(v.shape[1])], 1)
+            for leaf, g in self._graphs():
+                for j in range(vs.shape[1]):
+                    out[:, j] += self._reverse(g, leaf, vs[:, j]).detach()
+        return out[:, 0] if v.dim() == 1 else out
 
     def third(self, u: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """``grad_w <X, U^T H(w) U>`` for ``U`` of shape ``(p,)`` or ``(p, k)``; ``X``
@@ -212,12 +230,15 @@ class Point:
         if x is None:
             x = torch.eye(u.shape[1], dtype=u.dtype, device=u.device)
         ux = u @ x
+        out = torch.zeros_like(self.w)
         with torch.enable_grad():
-            total = torch.zeros((), dtype=self.w.dtype, device=self.w.device)
-            for j in range(u.shape[1]):
-                hu = self._reverse(self.graph_grad, u[:, j], create_graph=True)
-                total = total + torch.dot(ux[:, j], hu)
-            return self._reverse(total, None).detach()
+            for leaf, g in self._graphs():
+                total = torch.zeros((), dtype=self.w.dtype, device=self.w.device)
+                for j in range(u.shape[1]):
+                    hu = self._reverse(g, leaf, u[:, j], create_graph=True)
+                    total = total + torch.dot(ux[:, j], hu)
+                out += self._reverse(total, leaf, None).detach()
+        return out
 
 
 def make_objective(network: Network, data: Dataset, *, loss: str = "mse",

@@ -49,14 +49,18 @@ def test_hvp_matches_dense_hessian(tiny, dense_hessian):
         assert torch.allclose(obj.hvp(w, v[:, 0]), dense @ v[:, 0], rtol=1e-10, atol=1e-12)
 
 
-def test_point_is_rebuilt_when_w_changes_and_gives_the_step_gradient(tiny, dense_hessian):
-    obj, w0 = tiny
-    w = w0.clone()
+@pytest.mark.parametrize("chunk", [5, 1000])
+def test_point_is_rebuilt_when_w_changes_and_gives_the_step_gradient(chunk):
+    # chunk 1000: one chunk, the gradient graph is kept; chunk 5: rebuilt per chunk.
+    obj, w = _problem(chunk=chunk)
     v = torch.randn(w.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     obj.hvp(w, v)
     # An in-place change of one entry: the kept point must not be reused.
     w[3] += 0.05
-    assert torch.allclose(obj.hvp(w, v), dense_hessian(obj, w) @ v, rtol=1e-10, atol=1e-12)
+    dense = torch.func.hessian(lambda p: obj._chunk_loss(p, obj.x, obj.y))(w)
+    assert torch.allclose(obj.hvp(w, v), dense @ v, rtol=1e-10, atol=1e-12)
+    block = torch.stack([v, -2 * v], 1)
+    assert torch.allclose(obj.hvp(w, block), dense @ block, rtol=1e-10, atol=1e-12)
     u = v / torch.linalg.vector_norm(v)
     assert torch.allclose(obj.third(w, u), _third_by_func(obj, w, u), rtol=1e-10,
                           atol=1e-13)
