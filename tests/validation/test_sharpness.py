@@ -106,17 +106,18 @@ def test_default_tracker_is_within_1e_3_of_dense_at_every_step_across_crossings(
 
 
 def test_tracker_refreshes_its_warm_block(crossing_run):
-    # Every estimate starts from the block the previous one ended with. A tracker that
-    # kept a stale block pays for it in HVPs within a few steps; one that let the top
-    # vector drift loses the top eigenvector.
+    # Every estimate starts from the block the previous one ended with. From the fourth
+    # tracked step on, a refreshed block converges in at most 5 HVPs per step; a block
+    # kept stale since the first step costs 6 to 9 there.
     obj, ws, spectra = crossing_run
     tracker = SharpnessTracker(obj.hvp, ws[0].numel(),
                                generator=torch.Generator().manual_seed(0))
-    tracker.estimate(ws[0])
-    for w, (vals, vecs) in zip(ws[1:8], spectra[1:8], strict=True):
+    for w in ws[:3]:
+        tracker.estimate(w)
+    for w, (vals, vecs) in zip(ws[3:9], spectra[3:9], strict=True):
         est = tracker.estimate(w)
+        assert est.hvps <= 5
         assert torch.equal(tracker.vectors[:, :1], est.vectors)
-        assert est.hvps <= 16
         # Unless the top two nearly coincide, the tracked vector is the top eigenvector.
         if float(vals[-1] - vals[-2]) > 1e-2:
             assert abs(float(vecs[:, -1] @ est.vectors[:, 0])) >= 0.99
