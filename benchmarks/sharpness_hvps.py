@@ -17,7 +17,7 @@ for three uses: many products at one point (a sharpness estimate), one product a
 point, and the third derivative (three nested reverse passes from scratch, the same on the
 kept graph, and reverse over forward over reverse with ``torch.func``).
 
-    python -m benchmarks.sharpness_hvps [--step 300] [--repeats 10] [--calls 20]
+    python -m benchmarks.sharpness_hvps [--step 300] [--repeats 30] [--calls 10]
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def best_times(forms: dict[str, Callable[[], object]], repeats: int, calls: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--step", type=int, default=300, help="GD step of the point (default 300)")
-    p.add_argument("--repeats", type=int, default=10, help="timing rounds (default 10)")
-    p.add_argument("--calls", type=int, default=20, help="calls per round (default 20)")
+    p.add_argument("--repeats", type=int, default=30, help="timing rounds (default 30)")
+    p.add_argument("--calls", type=int, default=10, help="calls per round (default 10)")
     args = p.parse_args()
     torch.set_num_threads(1)
     exp = Experiment(Config(checks=("edge",)), torch.device("cpu"))
