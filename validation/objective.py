@@ -1,18 +1,23 @@
 """Training loss of a network on a full training set, with its derivatives.
 
-Gradients are reverse mode, Hessian-vector products forward-over-reverse
-(``torch.func.jvp`` of ``torch.func.grad``) and the third derivative
-``grad_w <X, U^T H(w) U>`` is three nested reverse passes. All of them
-are accumulated over the training set in chunks, so memory stays bounded by the chunk size.
-"""
+Gradients are reverse mode. Hessian-vector products and the third derivative
+``grad_w <X, U^T H(w) U>`` come from a :class:`Point`. When the training set is one chunk
+(the default runs), the point is one forward and one reverse pass that keeps its graph
+(``create_graph``): every product ``H(w) v`` is then one more reverse pass through the
+kept gradient graph, the third derivative two more, and the point's value and gradient are
+the step's own, so a tracked GD step pays for its gradient once. With several chunks the
+graph is rebuilt chunk by chunk for each call (double backward), so memory stays bounded
+by the chunk size. ``python -m benchmarks.sharpness_hvps`` times these forms against
+forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``) and ``torch.func.vjp`` of
+the gradient function."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch.func import grad, jvp, vmap
 
 from validation.data import Dataset
 from validation.networks import Network
@@ -41,12 +46,16 @@ class Objective:
     Derivatives, with ``L_c`` the loss summed over chunk ``c`` and divided by ``n``:
 
     * ``grad L(w) = sum_c grad L_c(w)``;
-    * ``H(w) v = sum_c d/de grad L_c(w + e v)|_{e=0}`` (forward over reverse);
-    * ``grad_w <X, U^T H(w) U> = sum_c grad_w sum_{ij} X_ij u_i^T H_c(w) u_j``, the
-      third derivative ``nabla^3 L(w)[u_i, u_j, .]`` contracted with a symmetric ``X``
-      (reverse over forward over reverse). With ``U = u`` and ``X = 1`` this is the
+    * ``H(w) v = d/dw <sum_c grad L_c(w), v>`` (reverse over reverse, through the
+      gradient graph kept by :meth:`at`);
+    * ``grad_w <X, U^T H(w) U> = grad_w sum_{ij} X_ij u_i^T H(w) u_j``, the third
+      derivative ``nabla^3 L(w)[u_i, u_j, .]`` contracted with a symmetric ``X``
+      (reverse over reverse over reverse). With ``U = u`` and ``X = 1`` this is the
       gradient of the sharpness ``grad S = nabla^3 L[u, u]`` (Damian et al.,
       arXiv 2209.15594).
+
+    Every pass holds one chunk's graph at a time; a :class:`Point` of a training set that
+    is a single chunk keeps its gradient graph between products.
     """
 
     network: Network
@@ -55,6 +64,7 @@ class Objective:
     loss: str = "mse"
     chunk_size: int = 4096
     _chunks: list[tuple[torch.Tensor, torch.Tensor]] = field(init=False, repr=False)
+    _last: Point | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -101,46 +111,133 @@ class Objective:
         """``grad L(w)``."""
         return self.value_and_grad(w)[1]
 
+    def at(self, w: torch.Tensor) -> Point:
+        """The :class:`Point` at ``w``: loss, gradient and the graph of its derivatives.
+
+        When the training set is one chunk, the point keeps the gradient graph, so that
+        the products and third derivatives of a whole sharpness estimate (and the step's
+        gradient) share one forward and one reverse pass. With several chunks each
+        product call rebuilds the graph chunk by chunk, so memory stays bounded by the
+        chunk size. The last point is kept and rebuilt when ``w`` differs from it in any
+        entry.
+        """
+        last = self._last
+        if (last is not None and last.w.shape == w.shape and last.w.dtype == w.dtype
+                and last.w.device == w.device and torch.equal(last.w, w)):
+            return last
+        self._last = None
+        w = w.detach().clone()
+        if len(self._chunks) > 1:
+            value, g = self.value_and_grad(w)
+            self._last = Point(w, value, g, None, self)
+            return self._last
+        xc, yc = self._chunks[0]
+        with torch.enable_grad():
+            leaf = w.clone().requires_grad_(True)
+            v = self._chunk_loss(leaf, xc, yc)
+            (g,) = torch.autograd.grad(v, leaf, create_graph=True)
+        self._last = Point(w, v.detach(), g.detach(), (leaf, g), self)
+        return self._last
+
     def hvp(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Hessian-vector products ``H(w) v`` for ``v`` of shape ``(p,)`` or ``(p, k)``."""
-        out = torch.zeros_like(v)
-        if v.dim() == 1:
-            for xc, yc in self._chunks:
-                g = grad(self._chunk_loss)
-                out += jvp(lambda p, xc=xc, yc=yc, g=g: g(p, xc, yc), (w,), (v,))[1]
-            return out
-        for xc, yc in self._chunks:
-            g = grad(self._chunk_loss)
-
-            def one(vec, xc=xc, yc=yc, g=g):
-                return jvp(lambda p: g(p, xc, yc), (w,), (vec,))[1]
-
-            out += vmap(one, in_dims=1, out_dims=1)(v)
-        return out
+        return self.at(w).hvp(v)
 
     def third(self, w: torch.Tensor, u: torch.Tensor, x: torch.Tensor | None = None
               ) -> torch.Tensor:
         """``grad_w <X, U^T H(w) U>`` for ``U`` of shape ``(p,)`` or ``(p, k)``.
 
         With a vector ``u`` (and ``x`` omitted) this is ``grad_w (u^T H(w) u)``, the
-        gradient of the curvature along ``u``. Computed by three nested reverse passes
-        (``torch.autograd.grad`` with ``create_graph``), chunk by chunk.
+        gradient of the curvature along ``u``; see :meth:`Point.third`.
         """
+        return self.at(w).third(u, x)
+
+
+@dataclass(frozen=True)
+class Point:
+    """The loss at one point ``w`` with the graph of its gradient, for repeated products.
+
+    Attributes
+    ----------
+    w : torch.Tensor
+        The point (a detached copy).
+    value : torch.Tensor
+        ``L(w)``, 0-d.
+    grad : torch.Tensor
+        ``grad L(w)``.
+    kept : tuple of torch.Tensor, optional
+        ``(leaf, g)``: a leaf copy of ``w`` requiring grad and ``g = grad L(leaf)`` as a
+        node of the autograd graph (``create_graph``), when the training set is one
+        chunk; None otherwise (each call rebuilds the graph chunk by chunk).
+    objective : Objective
+        The loss the point belongs to.
+
+    Notes
+    -----
+    With ``g(w) = grad L(w)`` as a graph, ``H(w) v = d/dw <g(w), v>`` is one reverse pass
+    through it (``retain_graph``), and the third derivative contracted with a symmetric
+    ``X``,
+
+    ``grad_w <X, U^T H(w) U> = d/dw sum_j <(U X)_j, H(w) u_j>``,
+
+    is one reverse pass per column of ``U`` that keeps its graph (``create_graph``) and a
+    last reverse pass through the sum (reverse over reverse over reverse). With
+    ``U = u`` and ``X = 1`` it is ``grad S = nabla^3 L[u, u]``, the gradient of the
+    sharpness along its eigenvector (Damian et al., arXiv 2209.15594).
+    """
+
+    w: torch.Tensor
+    value: torch.Tensor
+    grad: torch.Tensor
+    kept: tuple[torch.Tensor, torch.Tensor] | None
+    objective: Objective
+
+    def _graphs(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(leaf, grad L_c(leaf))`` per chunk ``c``, with the gradient graph kept."""
+        if self.kept is not None:
+            yield self.kept
+            return
+        for xc, yc in self.objective._chunks:
+            with torch.enable_grad():
+                leaf = self.w.clone().requires_grad_(True)
+                (g,) = torch.autograd.grad(self.objective._chunk_loss(leaf, xc, yc), leaf,
+                                           create_graph=True)
+            yield leaf, g
+
+    def _reverse(self, out: torch.Tensor, leaf: torch.Tensor, cotangent: torch.Tensor | None,
+                 *, create_graph: bool = False) -> torch.Tensor:
+        if not out.requires_grad:
+            return torch.zeros_like(self.w)
+        (d,) = torch.autograd.grad(out, leaf, cotangent, retain_graph=True,
+                                   create_graph=create_graph, allow_unused=True)
+        return torch.zeros_like(self.w) if d is None else d
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """``H(w) v`` for ``v`` of shape ``(p,)`` or ``(p, k)`` (one reverse pass per column)."""
+        vs = v[:, None] if v.dim() == 1 else v
+        out = torch.zeros_like(vs)
+        with torch.enable_grad():
+            for leaf, g in self._graphs():
+                for j in range(vs.shape[1]):
+                    out[:, j] += self._reverse(g, leaf, vs[:, j]).detach()
+        return out[:, 0] if v.dim() == 1 else out
+
+    def third(self, u: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """``grad_w <X, U^T H(w) U>`` for ``U`` of shape ``(p,)`` or ``(p, k)``; ``X``
+        (symmetric, ``(k, k)``) defaults to the identity."""
         if u.dim() == 1:
             u = u[:, None]
         if x is None:
             x = torch.eye(u.shape[1], dtype=u.dtype, device=u.device)
         ux = u @ x
-        out = torch.zeros_like(w)
-        for xc, yc in self._chunks:
-            with torch.enable_grad():
-                p = w.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(self._chunk_loss(p, xc, yc), p, create_graph=True)
-                total = torch.zeros((), dtype=w.dtype, device=w.device)
+        out = torch.zeros_like(self.w)
+        with torch.enable_grad():
+            for leaf, g in self._graphs():
+                total = torch.zeros((), dtype=self.w.dtype, device=self.w.device)
                 for j in range(u.shape[1]):
-                    (hu,) = torch.autograd.grad(g, p, u[:, j], create_graph=True)
+                    hu = self._reverse(g, leaf, u[:, j], create_graph=True)
                     total = total + torch.dot(ux[:, j], hu)
-                out += torch.autograd.grad(total, p)[0]
+                out += self._reverse(total, leaf, None).detach()
         return out
 
 

@@ -41,10 +41,43 @@ def test_hvp_matches_dense_hessian(tiny, dense_hessian):
     obj, w = tiny
     hess = dense_hessian(obj, w)
     v = torch.randn(w.numel(), 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    # Forward-over-reverse (torch.func) against reverse-over-reverse (autograd): both are
-    # exact up to rounding.
-    assert torch.allclose(obj.hvp(w, v), hess @ v, rtol=1e-10, atol=1e-12)
-    assert torch.allclose(obj.hvp(w, v[:, 0]), hess @ v[:, 0], rtol=1e-10, atol=1e-12)
+    # Products through the kept gradient graph against the autograd Hessian (row by row)
+    # and the forward-over-reverse torch.func Hessian: all exact up to rounding.
+    fwd = torch.func.hessian(lambda p: obj._chunk_loss(p, obj.x, obj.y))(w)
+    for dense in (hess, fwd):
+        assert torch.allclose(obj.hvp(w, v), dense @ v, rtol=1e-10, atol=1e-12)
+        assert torch.allclose(obj.hvp(w, v[:, 0]), dense @ v[:, 0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [5, 1000])
+def test_point_is_rebuilt_when_w_changes_and_gives_the_step_gradient(chunk):
+    # chunk 1000: one chunk, the gradient graph is kept; chunk 5: rebuilt per chunk.
+    obj, w = _problem(chunk=chunk)
+    v = torch.randn(w.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    obj.hvp(w, v)
+    # An in-place change of one entry: the kept point must not be reused.
+    w[3] += 0.05
+    dense = torch.func.hessian(lambda p: obj._chunk_loss(p, obj.x, obj.y))(w)
+    assert torch.allclose(obj.hvp(w, v), dense @ v, rtol=1e-10, atol=1e-12)
+    block = torch.stack([v, -2 * v], 1)
+    assert torch.allclose(obj.hvp(w, block), dense @ block, rtol=1e-10, atol=1e-12)
+    u = v / torch.linalg.vector_norm(v)
+    assert torch.allclose(obj.third(w, u), _third_by_func(obj, w, u), rtol=1e-10,
+                          atol=1e-13)
+    # The point's loss and gradient are the plain reverse pass's, bit for bit.
+    point = obj.at(w)
+    value, g = obj.value_and_grad(w)
+    assert torch.equal(point.value, value) and torch.equal(point.grad, g)
+    assert obj.at(w.clone()) is point
+
+
+def _third_by_func(obj, w, u):
+    """``grad_w (u^T H(w) u)`` by torch.func, reverse over forward over reverse."""
+    def curvature(p):
+        g = torch.func.grad(lambda q: obj._chunk_loss(q, obj.x, obj.y))
+        return torch.dot(u, torch.func.jvp(g, (p,), (u,))[1])
+
+    return torch.func.grad(curvature)(w)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "elu", "softplus", "gelu", "relu"])
