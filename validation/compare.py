@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a cold Lanczos restart every this many estimates, 0 for never "
                         "(default %(default)s)")
     g.add_argument("--tol", type=float, default=d.tol,
-                   help="relative residual of eigenpair estimates (default %(default)s)")
+                   help="relative residual of eigenpair estimates (default %(default)s; the "
+                        "central flow projects with at most validation.flows.EDGE_TOL)")
     g.add_argument("--window", type=int, default=d.window,
                    help="steps of time averages, even (default %(default)s)")
     g.add_argument("--chunk-size", type=int, default=d.chunk_size,
