@@ -27,6 +27,7 @@ from validation.objective import Objective
 from validation.sharpness import SharpnessTracker
 
 _EPS_T = 1e-9  # times closer than this (in GD steps) are the same time
+_CANDIDATES = 0.99  # eigenvalues above this fraction of 2/eta enter the projection and Sigma
 #: Relative residual of the eigenpairs a :class:`CentralFlow` should project with (see
 #: its ``tracker`` parameter).
 EDGE_TOL = 3e-4
@@ -222,8 +223,8 @@ class CentralFlow:
         Largest step (in GD steps).
     hold_tol : float
         Relative tolerance of the edge at the end of :meth:`advance`: eigenvalues above
-        ``(1 + hold_tol) 2/eta`` are projected again, and those at or above
-        ``(1 - hold_tol) 2/eta`` count as at the edge (they carry ``Sigma``).
+        ``(1 + hold_tol) 2/eta`` are projected again, and the flow is at the edge (has a
+        ``Sigma``) when an eigenvalue is at or above ``(1 - hold_tol) 2/eta``.
     max_corrections : int
         Largest number of extra projections at the end of :meth:`advance`.
 
@@ -249,7 +250,10 @@ class CentralFlow:
     second-order remainder), the point is projected again. The recorded eigenvalues
     (:attr:`eigenvalues`, :attr:`sharpness`) are those of that final estimate, at the
     point the flow is at. ``Sigma`` comes from the flow's complementarity problem
-    (:func:`central_flow_sigma`) on the eigenvectors at the edge there. The predicted
+    (:func:`central_flow_sigma`) there, over the eigenvectors within 1% of ``2/eta``: an
+    eigenvalue the projection holds at the edge can end a little below it (the
+    linearisation is poor where two eigenvalues nearly cross) and still carries
+    ``Sigma`` when it sharpens. The predicted
     time-averaged loss of GD is ``L(w) + tr(Sigma) / eta`` (with ``S = 2/eta``:
     ``L + 1/2 <Sigma, H>``).
     """
@@ -309,7 +313,7 @@ class CentralFlow:
             return
         # Candidates: the eigenvalues above the edge and those within 1% below it, which
         # the projection may have to hold down too.
-        cand = est.values > self.edge * 0.99
+        cand = est.values > self.edge * _CANDIDATES
         u = est.vectors[:, cand]
         rows = _svec_generators(third_pairs(self.objective, self.w, u))
         lam = est.values[cand].double().cpu().numpy()
@@ -334,9 +338,11 @@ class CentralFlow:
                 break
             self._project(est, step)
             est = self._estimate()
-        at_edge = est.values >= self.edge * (1.0 - self.hold_tol)
-        if bool(at_edge.any()):
-            self.sigma = central_flow_sigma(self.objective, self.w, est.vectors[:, at_edge])
+        if bool((est.values >= self.edge * (1.0 - self.hold_tol)).any()):
+            # On the edge: the flow's complementarity problem over the same candidates
+            # as the projection decides which eigenvectors carry Sigma.
+            cand = est.values > self.edge * _CANDIDATES
+            self.sigma = central_flow_sigma(self.objective, self.w, est.vectors[:, cand])
         else:
             self.sigma = np.zeros((0, 0))
 
