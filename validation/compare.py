@@ -13,6 +13,7 @@ import time
 _T0 = time.perf_counter()
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -102,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s; see README)")
     g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints (default %(default)s)")
+    g.add_argument("--cache", default=os.path.join("results", "cache"),
+                   help="folder of cached quadratic threshold checks, reused while their "
+                        "parameters and code are unchanged (default %(default)s)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="recompute the quadratic threshold checks; read and write no cache")
     g.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out, if any")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -120,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a cold Lanczos restart every this many estimates, 0 for never "
                         "(default %(default)s)")
     g.add_argument("--tol", type=float, default=d.tol,
-                   help="relative accuracy of tracked eigenvalues (default %(default)s)")
+                   help="relative accuracy of tracked eigenvalues (default %(default)s; the "
+                        "central flow projects with at most validation.flows.EDGE_TOL)")
     g.add_argument("--window", type=int, default=d.window,
                    help="steps of time averages, even (default %(default)s)")
     g.add_argument("--chunk-size", type=int, default=d.chunk_size,
@@ -195,31 +202,107 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _quadratic_rows() -> list:
+#: Parameters of :func:`analysis.thresholds.quadratic_threshold_checks` in the default run.
+QUADRATIC_CHECKS = {"betas": [0.5, 0.9], "spectrum": [1.0, 0.3], "steps": 50_000}
+
+
+def source_digest() -> str:
+    """SHA-256 of the code the quadratic checks run: ``analysis/thresholds.py`` and every
+    module of ``minimal_eos`` (so that a change of the code recomputes them)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = [os.path.join(root, "analysis", "thresholds.py")]
+    for folder, dirs, names in os.walk(os.path.join(root, "minimal_eos")):
+        dirs.sort()
+        files += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".py")]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(os.path.relpath(path, root).encode() + b"\0")
+        with open(path, "rb") as fh:
+            digest.update(fh.read() + b"\0")
+    return digest.hexdigest()
+
+
+def quadratic_job(params: dict | None = None):
+    """The quadratic threshold checks as a cached :class:`~validation.cache.Job`.
+
+    Its configuration is ``params`` (default :data:`QUADRATIC_CHECKS`) and the
+    :func:`source_digest` of the code, so the cached rows are reused until either changes.
+    """
+    from validation.cache import Job
+
+    params = QUADRATIC_CHECKS if params is None else params
+    return Job("quadratic-thresholds", {**params, "source": source_digest()}, quadratic_result,
+               label="quadratic threshold checks")
+
+
+def quadratic_result(config: dict) -> dict:
+    """Run the checks of a :func:`quadratic_job` configuration: ``{"rows": [...]}``."""
     from analysis.thresholds import quadratic_threshold_checks
 
     rows = []
-    for r in quadratic_threshold_checks():
+    for r in quadratic_threshold_checks(betas=config["betas"], spectrum=config["spectrum"],
+                                        steps=config["steps"]):
         rows.append({"check": "quadratic-thresholds", "name": r["name"],
                      "quantity": "critical step size on a quadratic", "predicted": r["predicted"],
                      "measured": r["measured"], "error": r["error"], "tolerance": r["tolerance"],
                      "holds": bool(r["holds"]), "note": ""})
-    return rows
+    return {"rows": rows}
 
 
-def _start_quadratic():
-    """Run the quadratic threshold checks in a second process (they use numba)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
-    return pool, pool.submit(_timed_quadratic)
-
-
-def _timed_quadratic() -> tuple[list, float]:
+def _timed(job) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    rows = _quadratic_rows()
-    return rows, time.perf_counter() - t0
+    result = job.func(job.config)
+    return result, time.perf_counter() - t0
+
+
+class QuadraticChecks:
+    """The quadratic threshold rows: read from ``cache``, or computed and then written there.
+
+    Parameters
+    ----------
+    job : Job
+        See :func:`quadratic_job`.
+    cache : Cache or None
+        Where results live; None computes without reading or writing.
+    process : bool
+        Compute in a second process (they use numba), started at construction so that
+        it runs beside the training; False computes in :meth:`result`.
+    """
+
+    def __init__(self, job, cache, *, process: bool = True) -> None:
+        self.job, self.cache = job, cache
+        self.cached = cache is not None and cache.has(job)
+        self.pool = self.future = None
+        if not self.cached and process:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+            self.future = self.pool.submit(_timed, job)
+
+    def result(self) -> tuple[list, float | None]:
+        """``(rows, seconds of computation)``; a failure is one failing row, never cached."""
+        from validation.cache import SECONDS
+
+        if self.cached:
+            out = self.cache.load(self.job)
+            return out["rows"], out[SECONDS]
+        try:
+            if self.future is not None:
+                result, seconds = self.future.result()
+            else:
+                result, seconds = _timed(self.job)
+        except Exception as exc:  # reported as a failing row, not a crash
+            return [{"check": "quadratic-thresholds", "name": "quadratic thresholds",
+                     "quantity": "", "predicted": float("nan"), "measured": float("nan"),
+                     "error": float("nan"), "tolerance": float("nan"), "holds": False,
+                     "note": f"could not run: {type(exc).__name__}: {exc}"}], None
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+        if self.cache is not None:
+            self.cache.save(self.job, result, seconds=round(seconds, 3))
+        return result["rows"], seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
-    quad = _start_quadratic() if "quadratic-thresholds" in config.checks else None
+    quad = None
+    if "quadratic-thresholds" in config.checks:
+        from validation.cache import Cache
+
+        quad = QuadraticChecks(quadratic_job(), None if args.no_cache else Cache(args.cache))
     t_run = time.perf_counter()
     results = run_experiment(config, out_dir=args.out, device=str(device), resume=args.resume,
                              progress=not args.no_progress)
@@ -264,18 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(results, config)
     quad_s = None
     if quad is not None:
-        pool, future = quad
-        try:
-            qrows, quad_s = future.result()
-        except Exception as exc:  # reported as a failing row, not a crash
-            qrows = [{"check": "quadratic-thresholds", "name": "quadratic thresholds",
-                      "quantity": "", "predicted": float("nan"), "measured": float("nan"),
-                      "error": float("nan"), "tolerance": float("nan"), "holds": False,
-                      "note": f"could not run: {type(exc).__name__}: {exc}"}]
-        pool.shutdown()
+        qrows, quad_s = quad.result()
         rows += qrows
     timing = {"device": str(device), "threads": args.threads, "training_s": round(run_s, 2),
               "quadratic_checks_s": None if quad_s is None else round(quad_s, 2),
+              "quadratic_checks_cached": None if quad is None else quad.cached,
               "resumed_from": results["resumed_from"]}
     report = build_report(config.to_dict(), rows, results, timing)
     print(format_table(rows))
@@ -285,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = os.path.join(args.out, "checkpoint.pt")
     if os.path.exists(ckpt):
         os.remove(ckpt)
+    if quad is not None and quad.cached:
+        print(f"quadratic thresholds: read from {quad.cache.path(quad.job)}")
     print(f"report: {path}")
     for f in figures:
         print(f"figure: {f}")

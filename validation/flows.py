@@ -22,11 +22,15 @@ import math
 import numpy as np
 import torch
 
-from validation.complementarity import gram_operator, psd_complementarity
+from minimal_eos.flows import solve_sigma, svec
 from validation.objective import Objective
 from validation.sharpness import SharpnessTracker
 
 _EPS_T = 1e-9  # times closer than this (in GD steps) are the same time
+_CANDIDATES = 0.99  # eigenvalues above this fraction of 2/eta enter the projection and Sigma
+#: Relative residual of the eigenpairs a :class:`CentralFlow` should project with (see
+#: its ``tracker`` parameter).
+EDGE_TOL = 3e-4
 
 
 def rk4_step(objective: Objective, w: torch.Tensor, eta: float, dt: float) -> torch.Tensor:
@@ -144,6 +148,24 @@ def third_pairs(objective: Objective, w: torch.Tensor, u: torch.Tensor) -> torch
     return out
 
 
+def _svec_generators(c: torch.Tensor) -> torch.Tensor:
+    """Rows ``c_ij`` (``i <= j``, off-diagonal ones times ``sqrt 2``): shape ``(m(m+1)/2, p)``.
+
+    In these coordinates ``sum_ij X_ij c_ij = svec(X) . rows`` and the Gram matrix
+    ``rows rows^T`` is the operator ``X -> (c_ij . sum_kl X_kl c_kl)_ij`` of
+    :func:`minimal_eos.flows.solve_sigma` (see :func:`minimal_eos.flows.svec`).
+    """
+    m = c.shape[0]
+    return torch.stack([c[i, j] * (1.0 if i == j else math.sqrt(2.0))
+                        for i in range(m) for j in range(i, m)])
+
+
+def _solve(rows: torch.Tensor, b: np.ndarray, gram_scale: float) -> np.ndarray:
+    """``X`` of ``X >= 0, b + gram_scale/2 A(X) >= 0`` complementary, ``A`` the Gram of ``rows``."""
+    r = rows.double().cpu().numpy()
+    return solve_sigma(gram_scale * (r @ r.T), b).x
+
+
 def central_flow_sigma(objective: Objective, w: torch.Tensor, u: torch.Tensor
                        ) -> np.ndarray:
     """Instantaneous central-flow ``X`` (``Sigma = U X U^T``) for eigenvectors ``u`` at the edge.
@@ -173,8 +195,7 @@ def central_flow_sigma(objective: Objective, w: torch.Tensor, u: torch.Tensor
     c = third_pairs(objective, w, u)
     g = objective.grad(w)
     a = torch.einsum("ijp,p->ij", c, g).double().cpu().numpy()
-    b = gram_operator(c.double().cpu().numpy())
-    return psd_complementarity(a, 0.5 * b)
+    return _solve(_svec_generators(c), a, 1.0)
 
 
 class CentralFlow:
@@ -189,11 +210,23 @@ class CentralFlow:
     w0 : torch.Tensor
         Initial parameters.
     tracker : SharpnessTracker
-        Top-``k`` eigenpairs (``k >= 2`` lets a second eigenvalue join the edge).
+        Top-``k`` eigenpairs (``k >= 2`` lets a second eigenvalue join the edge). The
+        flow holds its eigenvalues at ``2/eta`` only as accurately as it estimates them:
+        a Ritz value ``theta`` with residual ``r`` lies below its eigenvalue by at most
+        ``|r|^2 / delta`` (``delta`` the gap to the eigenvalues outside the block), that
+        is ``tol^2 theta^2 / delta`` for a relative residual ``tol``: ``4e-3 / delta`` at
+        ``theta = 6.7`` and the ``tol = 1e-2`` that suffices to track the sharpness, but
+        ``4e-6 / delta`` at :data:`EDGE_TOL` ``= 3e-4``.
     safety : float
         RK4 step ``dt = safety / (eta lambda_1)`` (in GD steps), as in :class:`GradientFlow`.
     max_dt : float
         Largest step (in GD steps).
+    hold_tol : float
+        Relative tolerance of the edge at the end of :meth:`advance`: eigenvalues above
+        ``(1 + hold_tol) 2/eta`` are projected again, and the flow is at the edge (has a
+        ``Sigma``) when an eigenvalue is at or above ``(1 - hold_tol) 2/eta``.
+    max_corrections : int
+        Largest number of extra projections at the end of :meth:`advance`.
 
     Notes
     -----
@@ -206,18 +239,35 @@ class CentralFlow:
 
         X >= 0,  G = (2/eta) I - U^T H(w') U + B[X] >= 0,  <X, G> = 0,
 
-    the optimality conditions of the least-norm ``Delta`` that brings the linearised
-    ``U^T H U`` below ``2/eta``. To first order in ``dt`` this equals the flow's own
-    correction ``-eta dt / 2 grad <Sigma, H>``. ``Sigma`` itself is computed from the
-    flow's complementarity problem (:func:`central_flow_sigma`) at the projected point.
-    The predicted time-averaged loss of GD is ``L(w) + tr(Sigma) / eta`` (with
-    ``S = 2/eta``: ``L + 1/2 <Sigma, H>``).
+    ``B[X]_ij = c_ij . sum_kl X_kl c_kl``: the optimality conditions of the least-norm
+    ``Delta`` that brings the linearised ``U^T H U`` below ``2/eta`` (solved by
+    :func:`minimal_eos.flows.solve_sigma`). To first order in ``dt`` this equals the
+    flow's own correction ``-eta dt / 2 grad <Sigma, H>``.
+
+    At the end of :meth:`advance` the eigenpairs are estimated again at the projected
+    point, which is one Newton step on ``lambda_i(w) = 2/eta`` past the last estimate:
+    while an eigenvalue still exceeds ``(1 + hold_tol) 2/eta`` (the linearisation's
+    second-order remainder), the point is projected again. The recorded eigenvalues
+    (:attr:`eigenvalues`, :attr:`sharpness`) are those of that final estimate, at the
+    point the flow is at. ``Sigma`` comes from the flow's complementarity problem
+    (:func:`central_flow_sigma`) there, over the eigenvectors within 1% of ``2/eta``: an
+    eigenvalue the projection holds at the edge can end a little below it (the
+    linearisation is poor where two eigenvalues nearly cross) and still carries
+    ``Sigma`` when it sharpens. The predicted
+    time-averaged loss of GD is ``L(w) + tr(Sigma) / eta`` (with ``S = 2/eta``:
+    ``L + 1/2 <Sigma, H>``).
     """
 
     def __init__(self, objective: Objective, eta: float, w0: torch.Tensor, *,
-                 tracker: SharpnessTracker, safety: float = 1.0, max_dt: float = 4.0) -> None:
+                 tracker: SharpnessTracker, safety: float = 1.0, max_dt: float = 4.0,
+                 hold_tol: float = 1e-5, max_corrections: int = 3) -> None:
         if not 0.0 < safety < 2.785:
             raise ValueError(f"safety must lie in (0, 2.785) for RK4 stability; got {safety!r}")
+        if not 0.0 < hold_tol < 0.01:
+            raise ValueError(f"hold_tol must lie in (0, 0.01); got {hold_tol!r}")
+        if isinstance(max_corrections, bool) or not isinstance(max_corrections, int) \
+                or max_corrections < 0:
+            raise ValueError(f"max_corrections must be an integer >= 0; got {max_corrections!r}")
         self.objective = objective
         self.eta = float(eta)
         self.w = w0.clone()
@@ -225,12 +275,13 @@ class CentralFlow:
         self.tracker = tracker
         self.safety = safety
         self.max_dt = max_dt
+        self.hold_tol = hold_tol
+        self.max_corrections = max_corrections
         self.eigenvalues = torch.full((tracker.k,), float("nan"))
         self.sigma = np.zeros((0, 0))
         self.steps = 0
         self.projections = 0
         self.shortened = 0
-        self._last: tuple | None = None
 
     @property
     def edge(self) -> float:
@@ -239,7 +290,7 @@ class CentralFlow:
 
     @property
     def sharpness(self) -> float:
-        """Top eigenvalue at the last estimate."""
+        """Top eigenvalue at the last estimate (at the current point after :meth:`advance`)."""
         return float(self.eigenvalues[0])
 
     @property
@@ -251,23 +302,23 @@ class CentralFlow:
         """Predicted time-averaged GD loss ``L(w) + tr(Sigma) / eta``."""
         return float(self.objective.value(self.w)) + self.sigma_trace / self.eta
 
-    def _project(self, dt: float, step: float) -> None:
+    def _estimate(self):
         est = self.tracker.estimate(self.w)
         self.eigenvalues = est.values.detach().cpu()
-        over = est.values > self.edge
-        if not bool(over.any()):
-            self._last = None
+        return est
+
+    def _project(self, est, step: float) -> None:
+        """Linearised projection of ``self.w`` onto ``{lambda_i <= 2/eta}`` from ``est``."""
+        if not bool((est.values > self.edge).any()):
             return
         # Candidates: the eigenvalues above the edge and those within 1% below it, which
         # the projection may have to hold down too.
-        cand = est.values > self.edge * 0.99
+        cand = est.values > self.edge * _CANDIDATES
         u = est.vectors[:, cand]
-        c = third_pairs(self.objective, self.w, u)
+        rows = _svec_generators(third_pairs(self.objective, self.w, u))
         lam = est.values[cand].double().cpu().numpy()
-        a = np.diag(self.edge - lam)
-        gram = gram_operator(c.double().cpu().numpy())
-        x = psd_complementarity(a, gram)
-        delta = -torch.einsum("ij,ijp->p", torch.as_tensor(x, dtype=c.dtype, device=c.device), c)
+        x = _solve(rows, np.diag(self.edge - lam), 2.0)
+        delta = -(torch.as_tensor(svec(x), dtype=rows.dtype, device=rows.device) @ rows)
         # Trust region: a consistent correction is of the order of the step that caused
         # the violation. Near an eigenvalue crossing the linearisation can be nearly
         # singular and ask for far more; the correction is then shortened, and the next
@@ -277,25 +328,29 @@ class CentralFlow:
             delta = delta * (2.0 * step / norm)
             self.shortened += 1
         self.w = self.w + delta
-        self._last = (c, gram)
         self.projections += 1
 
-    def _update_sigma(self) -> None:
-        """Sigma from the flow's own complementarity problem at the current (projected)
-        point; the third derivatives of the last projection stand in for those here."""
-        if self._last is None:
+    def _settle(self, step: float) -> None:
+        """Estimate at the current point, project again while above the edge, set Sigma."""
+        est = self._estimate()
+        for _ in range(self.max_corrections):
+            if not bool((est.values > self.edge * (1.0 + self.hold_tol)).any()):
+                break
+            self._project(est, step)
+            est = self._estimate()
+        if bool((est.values >= self.edge * (1.0 - self.hold_tol)).any()):
+            # On the edge: the flow's complementarity problem over the same candidates
+            # as the projection decides which eigenvectors carry Sigma.
+            cand = est.values > self.edge * _CANDIDATES
+            self.sigma = central_flow_sigma(self.objective, self.w, est.vectors[:, cand])
+        else:
             self.sigma = np.zeros((0, 0))
-            return
-        c, gram = self._last
-        g = self.objective.grad(self.w)
-        a_flow = torch.einsum("ijp,p->ij", c, g).double().cpu().numpy()
-        self.sigma = psd_complementarity(a_flow, 0.5 * gram)
 
     def advance(self, t_target: float) -> None:
         """Integrate up to time ``t_target`` (in GD steps)."""
         if self.steps == 0 and torch.isnan(self.eigenvalues[0]):
-            self.eigenvalues = self.tracker.estimate(self.w).values.detach().cpu()
-        moved = False
+            self._estimate()
+        step, moved = 0.0, False
         while t_target - self.t > _EPS_T:
             rate = self.eta * max(float(self.eigenvalues[0]), 1e-12)
             dt = _even_step(t_target - self.t, min(self.safety / rate, self.max_dt))
@@ -303,11 +358,12 @@ class CentralFlow:
             self.w = rk4_step(self.objective, self.w, self.eta, dt)
             self.t += dt
             self.steps += 1
-            self._project(dt, float(torch.linalg.vector_norm(self.w - w_old)))
+            step = float(torch.linalg.vector_norm(self.w - w_old))
+            self._project(self._estimate(), step)
             moved = True
         self.t = float(t_target) if abs(self.t - t_target) <= _EPS_T else self.t
         if moved:
-            self._update_sigma()
+            self._settle(step)
 
     def state_dict(self) -> dict:
         """Everything needed to resume."""

@@ -77,3 +77,40 @@ def test_resume_after_kill_gives_the_same_report(tmp_path):
         resumed_from = json.load(fh)["timing"]["resumed_from"]
     assert resumed_from is not None and 0 < resumed_from < 101
     assert _report(killed_out) == _report(full_out)
+
+
+def test_quadratic_checks_are_cached_by_their_inputs(tmp_path, monkeypatch):
+    import analysis.thresholds
+    from validation import compare
+    from validation.cache import Cache
+
+    calls = []
+
+    def fake_checks(betas, spectrum, steps):
+        calls.append((tuple(betas), tuple(spectrum), steps))
+        return [{"name": f"n{len(calls)}", "predicted": 2.0, "measured": 2.0 + 1e-4 * len(calls),
+                 "error": 5e-5, "tolerance": 1e-3, "holds": True}]
+
+    monkeypatch.setattr(analysis.thresholds, "quadratic_threshold_checks", fake_checks)
+    cache = Cache(tmp_path / "cache")
+    params = {"betas": [0.5], "spectrum": [1.0, 0.3], "steps": 100}
+
+    def rows(p, c=cache):
+        checks = compare.QuadraticChecks(compare.quadratic_job(p), c, process=False)
+        return checks.cached, checks.result()[0]
+
+    cached, first = rows(params)
+    assert not cached and len(calls) == 1
+    cached, second = rows(params)  # read back from the file, not recomputed
+    assert cached and second == first and len(calls) == 1
+    assert len(list((tmp_path / "cache").glob("quadratic-thresholds-*.npz"))) == 1
+    cached, third = rows({**params, "steps": 200})  # a changed input recomputes
+    assert not cached and len(calls) == 2 and third[0]["measured"] != first[0]["measured"]
+    # the code is an input too: another source digest is another file
+    monkeypatch.setattr(compare, "source_digest", lambda: "0" * 64)
+    cached, _ = rows(params)
+    assert not cached and len(calls) == 3
+    # no cache: computed every time, nothing written
+    rows(params, None)
+    assert len(calls) == 4 and len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    assert compare.quadratic_job().config["steps"] == compare.QUADRATIC_CHECKS["steps"]
