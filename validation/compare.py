@@ -183,9 +183,9 @@ def check_run_options(args: argparse.Namespace) -> None:
         ``threads`` below 1 or above this machine's cores; ``max_hours`` not a positive
         number; ``out`` that is a file, lies under a file, or cannot be written.
     """
-    from validation.preflight import ConfigError, check_output_folder
+    from validation.preflight import ConfigError, check_output_folder, usable_cores
 
-    cores = _cores()
+    cores = usable_cores()
     if not 1 <= args.threads <= cores:
         raise ConfigError("threads", f"threads must lie in [1, {cores}] (the cores of this "
                           f"machine); got {args.threads}")
@@ -193,13 +193,6 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise ConfigError("max_hours", f"max_hours must be a finite number > 0; got "
                           f"{args.max_hours}")
     check_output_folder(args.out)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 #: Parameters of :func:`analysis.thresholds.quadratic_threshold_checks` in the default run.

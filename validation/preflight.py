@@ -85,6 +85,14 @@ class Estimate:
     seconds: float
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def machine_memory() -> float | None:
     """Physical memory of this machine in bytes (None when the system does not say)."""
     try:

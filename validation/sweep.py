@@ -46,7 +46,13 @@ import numpy as np
 
 from validation.checkpoint import write_json
 from validation.experiment import Config
-from validation.preflight import MAX_HOURS, check_config, check_output_folder, data_info
+from validation.preflight import (
+    MAX_HOURS,
+    check_config,
+    check_output_folder,
+    data_info,
+    usable_cores,
+)
 
 #: Options of a run that are not fields of :class:`~validation.experiment.Config`.
 RUN_OPTIONS = ("device",)
@@ -606,19 +612,12 @@ def _local_cluster(workers: int | None, todo: list, dashboard: int | None):
                              "machine does not have; use --scheduler with GPU workers")
         # every local worker may hold one GPU task; they share this machine's GPUs
         resources = {"GPU": 1}
-    n = workers if workers is not None else _cores()
+    n = workers if workers is not None else usable_cores()
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None if dashboard is None
                            else f"127.0.0.1:{dashboard}",
                            resources=resources, silence_logs=logging.ERROR)
     return cluster, Client(cluster)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _warn_without_gpus(client, todo: list) -> None:
@@ -721,8 +720,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.scheduler is not None and args.workers is not None:
             raise ValueError("--workers sets the local cluster; with --scheduler the "
                              "cluster's own workers run the tasks")
-        if args.scheduler is None and args.threads > _cores():
-            raise ValueError(f"--threads must be at most the {_cores()} cores of this machine "
+        cores = usable_cores()
+        if args.scheduler is None and args.threads > cores:
+            raise ValueError(f"--threads must be at most the {cores} cores of this machine "
                              f"(its local cluster runs the tasks); got {args.threads}")
         spec = load_spec(args.spec)
         out = args.out or default_out(spec, args.spec)
