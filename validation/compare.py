@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-cache", action="store_true",
                    help="recompute the quadratic threshold checks; read and write no cache")
     g.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out, if any")
+                   help="continue from the checkpoint in --out, if any (refused when it "
+                        "is corrupted or was written with other options, device or "
+                        "--threads)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g = p.add_argument_group("numerics")
@@ -324,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:
         parser.error(f"argument --out: cannot create {args.out!r}: {exc.strerror or exc}")
-    from validation.experiment import run_experiment
+    from validation.checkpoint import CheckpointError, load_checkpoint
+    from validation.experiment import CHECKPOINT, checkpoint_meta, run_experiment
     from validation.predictions import evaluate
     from validation.report import build_report, format_table, write_figures, write_report
 
@@ -332,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
+    ckpt = os.path.join(args.out, CHECKPOINT)
+    if args.resume and os.path.exists(ckpt):
+        # checked in full (checksum, configuration, content) before any work starts
+        try:
+            load_checkpoint(ckpt, checkpoint_meta(config, device))
+        except CheckpointError as exc:
+            parser.error(f"argument --resume: {exc}")
     quad = None
     if "quadratic-thresholds" in config.checks:
         from validation.cache import Cache
@@ -355,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     figures = [] if args.no_figures else write_figures(args.out, report)
     timing["wall_s"] = round(time.perf_counter() - _T0, 2)
     path = write_report(args.out, report)
-    ckpt = os.path.join(args.out, "checkpoint.pt")
     if os.path.exists(ckpt):
         os.remove(ckpt)
     if quad is not None and quad.cached:

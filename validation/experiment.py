@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from validation.checkpoint import load_torch, save_torch
+from validation.checkpoint import load_checkpoint, save_checkpoint
 from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
 from validation.flows import EDGE_TOL, CentralFlow, ConstrainedTrajectory, GradientFlow
 from validation.networks import ACTIVATIONS, ARCHITECTURES, PARAMETRIZATIONS, build_network
@@ -543,6 +543,13 @@ class Experiment:
         return out
 
 
+def checkpoint_meta(config: Config, device: str | torch.device) -> dict:
+    """What a checkpoint of ``config`` must match to be resumed: the configuration, the
+    device and the torch thread count (both change the rounding of the numbers)."""
+    return {"config": config.to_dict(), "device": str(torch.device(device)),
+            "threads": torch.get_num_threads()}
+
+
 def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
                    device: str = "auto", resume: bool = False, progress: bool = False,
                    stop_after: int | None = None) -> dict:
@@ -558,7 +565,9 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
     device : {"auto", "cpu", "cuda"}
         Device (``"auto"``: CUDA when available).
     resume : bool
-        Continue from the checkpoint in ``out_dir`` if there is one.
+        Continue from the checkpoint in ``out_dir`` if there is one; it must have been
+        written with the same :func:`checkpoint_meta` (else
+        :class:`~validation.checkpoint.CheckpointError`, as for a corrupted file).
     progress : bool
         Show a tqdm progress bar.
     stop_after : int, optional
@@ -571,9 +580,10 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
     """
     exp = Experiment(config, pick_device(device))
     ckpt = os.path.join(os.fspath(out_dir), CHECKPOINT) if out_dir is not None else None
+    meta = checkpoint_meta(config, exp.device)
     resumed_from = None
     if resume and ckpt is not None and os.path.exists(ckpt):
-        exp.load_state_dict(load_torch(ckpt))
+        exp.load_state_dict(load_checkpoint(ckpt, meta))
         resumed_from = exp.t
     total = config.steps + 1
     bar = None
@@ -586,7 +596,7 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
         if bar is not None:
             bar.update(1)
         if ckpt is not None and (exp.t % config.checkpoint_every == 0) and exp.t < total:
-            save_torch(ckpt, exp.state_dict())
+            save_checkpoint(ckpt, exp.state_dict(), meta)
         if stop_after is not None and exp.t >= stop_after:
             break
     if bar is not None:

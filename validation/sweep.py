@@ -27,7 +27,9 @@ result; a task that raises is recorded with its error and the sweep goes on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import itertools
 import json
@@ -63,6 +65,8 @@ SWEEP_DEFAULTS = {"checks": ("edge",), "device": "cpu"}
 RESULTS = "results"
 FAILED = "failed"
 INDEX = "index.json"
+#: Lock file of a running sweep in its output folder.
+LOCK = "sweep.lock"
 CHECKPOINTS = "checkpoints"
 #: Minimum number of seconds between two rewrites of the index while results arrive.
 INDEX_INTERVAL = 1.0
@@ -76,19 +80,23 @@ class SweepEntry:
     Attributes
     ----------
     key : str
-        :func:`config_key` of ``config`` and ``device``; the name of its result file.
+        :func:`config_key` of ``config``, ``device`` and ``threads``; the name of its
+        result file.
     config : Config
         The full configuration.
     device : str
         ``"cpu"``, ``"auto"`` (CUDA when the worker has it) or ``"cuda"``/``"cuda:N"``.
     overrides : dict
         The fields the spec set for this configuration (base, grid point, list entry).
+    threads : int
+        torch CPU threads of the task (they change the rounding, hence the numbers).
     """
 
     key: str
     config: Config
     device: str
     overrides: dict = field(default_factory=dict)
+    threads: int = 1
 
     @property
     def resources(self) -> dict | None:
@@ -96,15 +104,16 @@ class SweepEntry:
         return {"GPU": 1} if self.device.startswith("cuda") else None
 
 
-def config_key(config: Config, device: str) -> str:
+def config_key(config: Config, device: str, threads: int = 1) -> str:
     """Stable 16-hex-digit key of a configuration: SHA-256 of its canonical JSON.
 
-    Every field of ``config`` enters (defaults included), so a result is never reused
-    for a configuration that differs in any field; the key does not depend on the order
-    in which fields were given, nor on the Python process.
+    Every field of ``config`` enters (defaults included), and the device and the torch
+    thread count (a sum split over more threads rounds differently), so a result is never
+    reused for a run that could differ in any number; the key does not depend on the
+    order in which fields were given, nor on the Python process.
     """
-    text = json.dumps({"config": config.to_dict(), "device": device}, sort_keys=True,
-                      separators=(",", ":"), allow_nan=False)
+    text = json.dumps({"config": config.to_dict(), "device": device, "threads": threads},
+                      sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -124,7 +133,8 @@ def load_spec(path: str | os.PathLike) -> dict:
     return spec
 
 
-def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]:
+def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS,
+                threads: int = 1) -> list[SweepEntry]:
     """The configurations of a spec, in order: grid points first, then ``configs``.
 
     Every configuration is checked in full before it is returned, as a single run is:
@@ -142,6 +152,8 @@ def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]
         ``configs`` the sweep is the single configuration ``base``.
     max_hours : float
         Refuse a configuration whose estimated time exceeds this many hours.
+    threads : int
+        torch threads of every task (part of each key).
 
     Returns
     -------
@@ -151,8 +163,9 @@ def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]
     Raises
     ------
     ValueError
-        Unknown keys or fields, values of the wrong type, an empty ``grid`` or
-        ``configs``, or a configuration that :class:`Config` or
+        Unknown keys or fields, values of the wrong type, a ``name`` that is not a plain
+        file name (:func:`check_name`), an empty ``grid`` or ``configs``, or a
+        configuration that :class:`Config` or
         :func:`~validation.preflight.check_config` rejects (the message names the
         configuration and the field).
     """
@@ -161,6 +174,8 @@ def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]
     unknown = [k for k in spec if k not in SPEC_KEYS]
     if unknown:
         raise ValueError(f"unknown spec key {unknown[0]!r}; accepted: {', '.join(SPEC_KEYS)}")
+    if spec.get("name") is not None:
+        check_name(spec["name"])
     base = spec.get("base", {})
     _check_fields(base, "base")
     points: list[dict] = []
@@ -191,7 +206,7 @@ def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]
     for i, point in enumerate(points):
         overrides = {**base, **point}
         try:
-            entry = make_entry(overrides)
+            entry = make_entry(overrides, threads=threads)
             if entry.key not in seen:
                 source = (entry.config.dataset, entry.config.cifar_path)
                 if source not in infos:
@@ -205,15 +220,28 @@ def expand_spec(spec: dict, *, max_hours: float = MAX_HOURS) -> list[SweepEntry]
     return entries
 
 
-def make_entry(overrides: dict) -> SweepEntry:
-    """A :class:`SweepEntry` from spec fields (sweep defaults for the fields not given)."""
+def make_entry(overrides: dict, threads: int = 1) -> SweepEntry:
+    """A :class:`SweepEntry` from spec fields (sweep defaults for the fields not given),
+    run with ``threads`` torch threads."""
+    threads = _positive_int(threads, "threads")
     _check_fields(overrides, "configuration")
     fields = {**SWEEP_DEFAULTS, **overrides}
     device = fields.pop("device")
     if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
         raise ValueError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)}, cuda:N")
     config = config_from_fields(fields)
-    return SweepEntry(config_key(config, device), config, device, dict(overrides))
+    return SweepEntry(config_key(config, device, threads), config, device, dict(overrides),
+                      threads)
+
+
+def check_name(name) -> str:
+    """``name`` if it is a plain file name: letters, digits, ``.``, ``_`` and ``-``, not
+    starting with a dot (so never ``..`` nor a path); else ValueError naming it."""
+    if (not isinstance(name, str) or not name or name.startswith(".")
+            or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name)):
+        raise ValueError(f"name must be a plain file name (letters, digits, '.', '_', '-', "
+                         f"not starting with '.'); got {name!r}")
+    return name
 
 
 def config_from_fields(fields: dict) -> Config:
@@ -425,7 +453,7 @@ def read_result(out_dir: str | os.PathLike, key: str) -> dict | None:
 
 
 def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=None,
-              workers: int | None = None, threads: int = 1, resume: bool = True,
+              workers: int | None = None, resume: bool = True,
               checkpoints: bool = False, progress: bool = True, spec: dict | None = None,
               callback: Callable[[SweepEntry, dict], None] | None = None,
               dashboard: int | None = None) -> SweepOutcome:
@@ -442,8 +470,6 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
         processes of one thread each, closed at the end.
     workers : int, optional
         Worker processes of the local cluster (default: every core).
-    threads : int
-        torch threads per task.
     resume : bool
         Skip configurations whose result is already in ``out_dir``; False reruns all.
     checkpoints : bool
@@ -461,10 +487,19 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
     Returns
     -------
     SweepOutcome
+
+    Raises
+    ------
+    ValueError
+        ``out_dir`` holds the index of other configurations (another spec, or other
+        ``--threads``), or another sweep is running in it (:data:`LOCK` is held).
+
+    Notes
+    -----
+    Each task runs with its entry's ``threads`` torch threads.
     """
     t0 = time.perf_counter()
     out_dir = os.path.abspath(os.fspath(out_dir))
-    threads = _positive_int(threads, "threads")
     if workers is not None:
         workers = _positive_int(workers, "workers")
         if client is not None:
@@ -474,6 +509,14 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
     if len(set(keys)) != len(keys):
         raise ValueError("entries hold the same configuration twice")
     os.makedirs(os.path.join(out_dir, RESULTS), exist_ok=True)
+    with _locked(out_dir):
+        _check_same_sweep(out_dir, keys)
+        return _sweep(entries, out_dir, client, workers, resume, checkpoints, progress, spec,
+                      callback, dashboard, t0)
+
+
+def _sweep(entries, out_dir, client, workers, resume, checkpoints, progress, spec, callback,
+           dashboard, t0) -> SweepOutcome:
     records: dict = {}
     skipped = []
     if resume:
@@ -494,7 +537,7 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
             cluster, client = _local_cluster(workers, todo, dashboard)
         try:
             _warn_without_gpus(client, todo)
-            _run_tasks(client, todo, out_dir, threads, checkpoints, progress, len(entries),
+            _run_tasks(client, todo, out_dir, checkpoints, progress, len(entries),
                        len(skipped), records, index, ran, failed, callback)
         finally:
             index.write()
@@ -505,7 +548,7 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
                         failed=failed, index=index.path, seconds=time.perf_counter() - t0)
 
 
-def _run_tasks(client, todo, out_dir, threads, checkpoints, progress, total, initial, records,
+def _run_tasks(client, todo, out_dir, checkpoints, progress, total, initial, records,
                index, ran, failed, callback) -> None:
     from distributed import as_completed
 
@@ -517,7 +560,7 @@ def _run_tasks(client, todo, out_dir, threads, checkpoints, progress, total, ini
     futures = {}
     for e in todo:
         ckpt = os.path.join(out_dir, CHECKPOINTS, e.key) if checkpoints else None
-        fut = client.submit(run_configuration, e.config, e.device, threads=threads,
+        fut = client.submit(run_configuration, e.config, e.device, threads=e.threads,
                             checkpoint_dir=ckpt, resources=e.resources, pure=False,
                             key=f"config-{e.key}-{uuid.uuid4().hex[:8]}")
         futures[fut] = e
@@ -535,7 +578,7 @@ def _run_tasks(client, todo, out_dir, threads, checkpoints, progress, total, ini
                        "traceback": ""}
             fut.release()
             rec = {"key": e.key, "config": e.config.to_dict(), "device": e.device,
-                   "overrides": e.overrides, **rec}
+                   "threads": e.threads, "overrides": e.overrides, **rec}
             _store(out_dir, e, rec, records)
             ran.append(e.key)
             if rec["status"] != "done":
@@ -589,6 +632,7 @@ class _Index:
             rec = self.records.get(e.key)
             status = rec["status"] if rec else "pending"
             row = {"key": e.key, "status": status, "overrides": e.overrides, "device": e.device,
+                   "threads": e.threads,
                    "file": os.path.join(RESULTS, f"{e.key}.json") if status == "done" else None}
             if status == "failed":
                 row["error"] = rec["error"]
@@ -597,6 +641,44 @@ class _Index:
         counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "pending")}
         write_json(self.path, _plain({"spec": self.spec, "total": len(rows), **counts,
                                       "configurations": rows}))
+
+
+@contextlib.contextmanager
+def _locked(out_dir: str):
+    """Hold an exclusive lock on ``out_dir/LOCK`` (ValueError when another sweep holds it).
+
+    The lock is ``flock`` on an open file: the kernel releases it when the holder exits,
+    killed or not, so a stale lock file never blocks a later sweep.
+    """
+    fh = open(os.path.join(out_dir, LOCK), "a")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ValueError(f"another sweep is running in {out_dir} (it holds {LOCK}); "
+                             "wait for it or use another --out") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _check_same_sweep(out_dir: str, keys: list) -> None:
+    """Refuse an ``out_dir`` whose ``index.json`` lists other configurations than ``keys``."""
+    path = os.path.join(out_dir, INDEX)
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as fh:
+            old = {row["key"] for row in json.load(fh)["configurations"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{path} is unreadable; remove it or use another --out") from None
+    if old != set(keys):
+        extra = sorted(old - set(keys))
+        missing = sorted(set(keys) - old)
+        which = (f"it lists {extra[0]}, which this sweep does not run" if extra
+                 else f"it lacks {missing[0]}, which this sweep runs")
+        raise ValueError(f"{out_dir} holds the results of another sweep ({which}: another "
+                         "spec, or other --threads); use another --out or remove the folder")
 
 
 def _local_cluster(workers: int | None, todo: list, dashboard: int | None):
@@ -702,7 +784,7 @@ def default_out(spec: dict, spec_path: str) -> str:
             raise ValueError(f"out must be a folder name; got {spec['out']!r}")
         return spec["out"]
     name = spec.get("name") or os.path.splitext(os.path.basename(spec_path))[0]
-    return os.path.join("results", "sweeps", str(name))
+    return os.path.join("results", "sweeps", check_name(name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -730,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
             check_output_folder(out)
         except ValueError as exc:
             raise ValueError(f"--out: {exc}") from None
-        entries = expand_spec(spec, max_hours=args.max_hours)
+        entries = expand_spec(spec, max_hours=args.max_hours, threads=args.threads)
     except ValueError as exc:
         parser.error(str(exc))
     from validation.sweep_report import format_summary, write_figures, write_summary_csv
@@ -750,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(entries)} configuration(s); results in {out}", flush=True)
     try:
         outcome = run_sweep(entries, out, client=client, workers=args.workers,
-                            threads=args.threads, resume=not args.force,
+                            resume=not args.force,
                             checkpoints=args.checkpoints, progress=not args.no_progress,
                             spec=spec, dashboard=args.dashboard)
     except ValueError as exc:
