@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from minimal_eos._checks import as_float_array, positive_float, positive_int
+from minimal_eos._checks import as_float_array, positive_float, positive_int, sympy_expr
 from minimal_eos.models.base import Model
 
 
@@ -166,8 +166,8 @@ class GDMap(DiscreteMap):
         values = values[len(values) - len(consts):]
         subs = {c: sp.nsimplify(float(v), rational=True) for c, v in zip(consts, values,
                                                                           strict=True)}
-        e = sp.nsimplify(self.eta, rational=True) if eta is None else eta
-        f = [sp.sympify(c - e * g).xreplace(subs) for c, g in zip(loss.coords, loss.gradient,
+        e = sp.nsimplify(self.eta, rational=True) if eta is None else sympy_expr(eta, "eta")
+        f = [sympy_expr(c - e * g, "eta").xreplace(subs) for c, g in zip(loss.coords, loss.gradient,
                                                                    strict=True)]
         jac = (sp.eye(loss.dim) - e * loss.hessian).xreplace(subs)
         return loss.coords, f, jac

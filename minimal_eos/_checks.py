@@ -100,3 +100,24 @@ def batch_of_runs(theta0, eta, dim: int, name: str = "theta0") -> tuple[np.ndarr
 def record_count(steps: int, every: int) -> int:
     """Number of records taken every ``every`` steps of ``steps``, the last step included."""
     return steps // every + 1 + (1 if steps % every else 0)
+
+
+def sympy_expr(value, name: str):
+    """Return ``value`` as a sympy expression without ever parsing text.
+
+    Accepted: sympy objects (returned as they are) and Python or numpy integers and
+    floats (converted exactly by ``sympy.sympify``, which for numbers only builds an
+    ``Integer`` or ``Float``). Strings, and any other object, are refused with a
+    ValueError naming ``name``: ``sympify`` of text (or of an object through its ``str``)
+    evaluates it as Python code.
+    """
+    import sympy as sp
+
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool | np.bool_):
+        return sp.sympify(value)
+    raise ValueError(f"{name} must be a sympy expression or a number; got "
+                     f"{type(value).__name__} {value!r:.80} (text is not parsed: build "
+                     "expressions from sympy.symbols and operators)")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from ._checks import as_float_array, positive_float, positive_int
+from ._checks import as_float_array, positive_float, positive_int, sympy_expr
 from .models.base import Model
 from .models.product import ProductModel
 from .models.scalar import ScalarNetwork
@@ -272,7 +272,7 @@ def imbalance_factor(net: ScalarNetwork, theta, eta: float) -> float:
 def _as_expr(expr, x) -> tuple[sp.Expr, sp.Symbol]:
     if not isinstance(x, sp.Symbol):
         raise ValueError(f"x must be a sympy Symbol; got {x!r}")
-    expr = sp.sympify(expr)
+    expr = sympy_expr(expr, "expr")
     if expr.free_symbols - {x}:
         raise ValueError(f"the loss must depend on {x} only; it also has "
                          f"{sorted(map(str, expr.free_symbols - {x}))}")
@@ -308,7 +308,8 @@ def flip_coefficients(expr, x: sp.Symbol, x_star) -> dict[str, sp.Expr]:
     96
     """
     expr, x = _as_expr(expr, x)
-    xs = sp.nsimplify(x_star) if isinstance(x_star, float) else sp.sympify(x_star)
+    xs = (sp.nsimplify(x_star) if isinstance(x_star, float)
+          else sympy_expr(x_star, "x_star"))
     s = sp.simplify(sp.diff(expr, x, 2).subs(x, xs))
     f3 = sp.simplify(sp.diff(expr, x, 3).subs(x, xs))
     f4 = sp.simplify(sp.diff(expr, x, 4).subs(x, xs))

@@ -43,6 +43,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ._checks import sympy_expr
 from ._diskcache import import_generated
 from ._kernels import LOOP_OPTIONS, loop_source
 from ._trace import traced_rules
@@ -171,7 +172,7 @@ class SymbolicLoss:
     def __post_init__(self) -> None:
         object.__setattr__(self, "coords", tuple(self.coords))
         object.__setattr__(self, "consts", tuple(self.consts))
-        object.__setattr__(self, "expr", sp.sympify(self.expr))
+        object.__setattr__(self, "expr", sympy_expr(self.expr, "expr"))
         if not self.coords:
             raise ValueError("coords must name at least one coordinate")
         if len(set(self.coords) | set(self.consts)) != len(self.coords) + len(self.consts):
@@ -232,7 +233,7 @@ class SymbolicLoss:
         load_u = [f"        u{k} = u[{k}, b]" for k in range(d)]
 
         def kernel(header: str, exprs, targets, loads) -> str:
-            exprs = [sp.sympify(e).xreplace(subs) for e in exprs]
+            exprs = [sympy_expr(e, "expression").xreplace(subs) for e in exprs]
             body = _render(exprs, targets, " " * 8)
             lines = [header, *unpack_c, "    for b in range(lo, hi):", *loads, *body]
             if len(lines) == 2 + len(unpack_c):
@@ -271,7 +272,7 @@ class SymbolicLoss:
         (:func:`minimal_eos._trace.traced_rules`), one loop over the batch per optimizer.
         """
         d = self.dim
-        grads = [sp.sympify(e).xreplace(subs) for e in self.gradient]
+        grads = [sympy_expr(e, "gradient").xreplace(subs) for e in self.gradient]
         body = _render(grads, [f"g{k}" for k in range(d)], " " * 12)
         ind = " " * 12
         lines = [

@@ -3,7 +3,7 @@
 Examples
 --------
 ``python -m paper``                       every figure into ``paper/figures`` and ``paper/paper.md``
-``python -m paper --quick --out build/paper``  the reduced form (CI), elsewhere
+``python -m paper --quick``               the reduced form (CI), into ``paper/quick``
 ``python -m paper --only 7 catapult``     redraw two figures (``paper.md`` is left as it is)
 ``python -m paper --force``               recompute the results even when cached
 """
@@ -25,8 +25,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    from paper.build import DEFAULT_OUT
-
     p = _Parser(prog="python -m paper",
                 description="Rebuild every figure of the paper and paper.md, from cached "
                             "results named after their configuration when present.")
@@ -37,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "not rewritten")
     p.add_argument("--force", action="store_true",
                    help="recompute the results of the chosen figures even when cached")
-    p.add_argument("--out", default=DEFAULT_OUT,
+    p.add_argument("--out", default=None,
                    help="folder of paper.md; figures go to OUT/figures (default: the paper/ "
-                        "folder of the checkout)")
+                        "folder of the checkout; with --quick its git-ignored paper/quick, "
+                        "and never paper/ itself)")
     p.add_argument("--cache", default=None,
                    help="folder of cached results (default: OUT/cache)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -54,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from paper.build import build, load_modules
+    from paper.build import build, load_modules, output_folder
 
     try:
+        args.out = output_folder(args.out, args.quick)
         modules = load_modules(args.only)
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1; got {args.jobs}")

@@ -27,6 +27,8 @@ from paper.cache import SECONDS, Cache, Job
 
 #: The default output folder: the ``paper/`` folder of the checkout.
 DEFAULT_OUT = os.path.dirname(os.path.abspath(__file__))
+#: The default output folder of the quick build (git-ignored): never the full build's.
+QUICK_OUT = os.path.join(DEFAULT_OUT, "quick")
 FIGURES_DIR = "figures"
 
 
@@ -149,16 +151,37 @@ def compute_missing(jobs: list[Job], ctx: Context, *, workers: int = 1,
     return done
 
 
-def build(modules: list[ModuleType], *, quick: bool = False, out: str = DEFAULT_OUT,
+def output_folder(out: str | os.PathLike | None, quick: bool) -> str:
+    """The folder a build writes to: ``out``, else :data:`QUICK_OUT` for a quick build and
+    :data:`DEFAULT_OUT` for the full one.
+
+    Raises
+    ------
+    ValueError
+        A quick build asked to write into :data:`DEFAULT_OUT`, where its reduced figures
+        and text would replace the full build's.
+    """
+    if out is None:
+        return QUICK_OUT if quick else DEFAULT_OUT
+    out = os.fspath(out)
+    if quick and os.path.realpath(out) == os.path.realpath(DEFAULT_OUT):
+        raise ValueError(f"--out: a quick build never writes into {DEFAULT_OUT}, the full "
+                         "build's folder; leave --out out (quick builds go to paper/quick) "
+                         "or name another folder")
+    return out
+
+
+def build(modules: list[ModuleType], *, quick: bool = False, out: str | None = None,
           cache_dir: str | None = None, force: bool = False, workers: int = 1,
           progress: bool = True, write_text: bool = True) -> dict:
-    """Build the figures of ``modules`` (and ``paper.md`` when ``write_text``).
+    """Build the figures of ``modules`` (and ``paper.md`` when ``write_text``) into
+    ``out`` (default and refusals: :func:`output_folder`).
 
     Returns the build record written to ``build.json``: mode, wall time, results
     computed, and per figure its file and seconds.
     """
     t0 = time.perf_counter()
-    out = os.fspath(out)
+    out = output_folder(out, quick)
     cache = Cache(cache_dir if cache_dir is not None else os.path.join(out, "cache"))
     ctx = Context(quick=quick, cache=cache, out=out, force=force)
     jobs = [job for m in modules for job in m.jobs(quick)]

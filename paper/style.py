@@ -147,15 +147,11 @@ def moving_average(values, window: int) -> tuple[np.ndarray, np.ndarray]:
 
 def save(fig, path: str | os.PathLike) -> str:
     """Write ``fig`` as PNG (atomically), close it, and return the path."""
+    from validation.checkpoint import atomic_write
+
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, "." + os.path.basename(path) + ".tmp.png")
     try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

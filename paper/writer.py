@@ -2,6 +2,7 @@
 
 The text of each figure comes from its figure function (:class:`paper.build.Section`),
 whose numbers are read from the result files; this module adds the frame around them.
+Every file is written atomically (:func:`validation.checkpoint.atomic_write`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 from types import ModuleType
+
+from validation.checkpoint import atomic_write, write_json
 
 TITLE = "Gradient descent at the edge of stability, from minimal models to a real network"
 
@@ -75,14 +78,14 @@ def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict)
                   f"![Figure {module.NUMBER}: {module.TITLE}]({s.file})", "",
                   f"**Figure {module.NUMBER}.** {s.caption.strip()}", "", s.text.strip(), ""]
         numbers[module.NAME] = s.numbers
-    os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "paper.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write("\n".join(lines).rstrip() + "\n")
-    os.replace(tmp, path)
+    text = "\n".join(lines).rstrip() + "\n"
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    atomic_write(path, _write)
     for name, data in (("numbers.json", numbers), ("build.json", info)):
-        with open(os.path.join(out, name), "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=True)
-            fh.write("\n")
+        write_json(os.path.join(out, name), data)
     return path

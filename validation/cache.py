@@ -19,13 +19,14 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from validation.checkpoint import atomic_write
 
 _META = "__meta__"
 #: Key of the compute time (seconds) in a loaded result.
@@ -155,17 +156,13 @@ class Cache:
         meta = {"kind": job.kind, "version": job.version, "config": _plain(job.config),
                 "seconds": seconds, "values": values}
         arrays[_META] = np.array(json.dumps(meta, allow_nan=True))
-        os.makedirs(self.root, exist_ok=True)
         path = self.path(job)
-        fd, tmp = tempfile.mkstemp(prefix="." + job.key, suffix=".npz", dir=self.root)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+
+        def _write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+        atomic_write(path, _write)
         return path
 
     def compute(self, job: Job) -> str:

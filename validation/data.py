@@ -309,21 +309,61 @@ def cifar_batches(path: str | os.PathLike) -> list[str]:
     return present
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes: latin-1 only."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"it encodes with {encoding!r}, which a CIFAR-10 batch "
+                                     "does not")
+    return text.encode("latin1")
+
+
 class _BatchUnpickler(pickle.Unpickler):
-    """Unpickler of CIFAR-10 python batches: builds numpy arrays and nothing else."""
+    """Unpickler of CIFAR-10 python batches: builds numpy arrays and nothing else.
+
+    Only the globals a pickled numpy array needs are found; any other reference (a
+    function or class that a crafted file would call) stops the load before it is
+    called. The loaded object is then checked by :func:`_check_batch_structure`.
+    """
 
     ALLOWED = frozenset({
         ("numpy", "ndarray"), ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),
     })
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR-10 "
                                          "batch does not hold")
         return super().find_class(module, name)
+
+
+def _check_batch_structure(d) -> str | None:
+    """Why ``d`` is not a CIFAR-10 batch's dict, or None.
+
+    Accepted: a dict whose keys are bytes or str and whose values are numeric numpy
+    arrays, bytes, str, or lists of int, bytes or str.
+    """
+    if not isinstance(d, dict):
+        return f"holds a {type(d).__name__}, not a dict with b'data' and b'labels'"
+    for k, v in d.items():
+        if not isinstance(k, bytes | str):
+            return f"has a key of type {type(k).__name__}; a batch's keys are bytes or str"
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind not in "biuf":
+                return f"holds {k!r} of dtype {v.dtype}; a batch's arrays hold numbers"
+        elif isinstance(v, list):
+            bad = next((x for x in v if isinstance(x, bool)
+                        or not isinstance(x, int | bytes | str)), None)
+            if bad is not None:
+                return (f"holds {k!r} with an item of type {type(bad).__name__}; a batch's "
+                        "lists hold integers, bytes or str")
+        elif not isinstance(v, bytes | str):
+            return (f"holds {k!r} of type {type(v).__name__}; a batch holds arrays, lists, "
+                    "bytes and str")
+    return None
 
 
 def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -346,8 +386,10 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     ------
     ValueError
         One line naming the file: unreadable or not a pickle, references to anything but
-        numpy arrays, not a dict, missing keys, wrong shape, non-finite or out-of-range
-        pixels, labels that are not integers in ``[0, 10)`` or not one per image.
+        numpy arrays (refused before anything is called), not a dict of bytes or str keys
+        to numeric arrays, lists of integers, bytes or str, missing keys, wrong shape,
+        non-finite or out-of-range pixels, labels that are not integers in ``[0, 10)`` or
+        not one per image.
     """
     path = os.fspath(path)
 
@@ -360,8 +402,9 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise bad(f"could not be read ({type(exc).__name__}: {first})") from None
-    if not isinstance(d, dict):
-        raise bad(f"holds a {type(d).__name__}, not a dict with b'data' and b'labels'")
+    why = _check_batch_structure(d)
+    if why is not None:
+        raise bad(why)
     if b"data" not in d or b"labels" not in d:
         raise bad("lacks b'data' or b'labels'")
     data, labels = d[b"data"], d[b"labels"]

@@ -65,22 +65,63 @@ def build_report(config: dict, rows: list, results: dict, timing: dict) -> dict:
     }
 
 
+#: Key added to a dict of ``report.json`` that had non-finite numbers: field -> reason.
+NULL_REASONS = "null_reasons"
+
+
 def write_report(out_dir: str | os.PathLike, report: dict) -> str:
-    """Write ``report.json`` (atomically) and return its path."""
+    """Write ``report.json`` (atomically, strict JSON) and return its path.
+
+    NaN and infinities, which strict JSON has no token for, are written as ``null``;
+    each dict that held one gains :data:`NULL_REASONS`, mapping the field to what the
+    null stands for (see :func:`strict_json`).
+    """
     path = os.path.join(os.fspath(out_dir), "report.json")
-    write_json(path, _clean(report))
+    write_json(path, strict_json(report), allow_nan=False)
     return path
 
 
-def _clean(obj):
-    """JSON-safe copy: tuples to lists, numpy scalars to floats, NaN kept as NaN."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+def strict_json(obj):
+    """Copy of ``obj`` that ``json.dumps(..., allow_nan=False)`` accepts.
+
+    Tuples become lists and numpy scalars Python numbers. A non-finite float becomes
+    None; the dict holding it (directly, or anywhere inside a list value) gains
+    ``null_reasons[field]``: ``"NaN: undefined or not computed"``, ``"+inf"``/``"-inf"``
+    for a single value, ``"k of n entries were NaN or infinite"`` for a list.
+    """
+    return _strict(obj)[0]
+
+
+def _strict(obj) -> tuple:
+    """``(copy, number of non-finite floats replaced, reason of a lone one)``."""
     if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        reason = "NaN: undefined or not computed" if math.isnan(obj) else \
+            ("+inf" if obj > 0 else "-inf")
+        return None, 1, reason
+    if isinstance(obj, dict):
+        out, reasons = {}, {}
+        for k, v in obj.items():
+            out[str(k)], count, reason = _strict(v)
+            if count and not isinstance(v, dict):
+                reasons[str(k)] = (reason if not isinstance(v, list | tuple)
+                                   else f"{count} of {_leaves(v)} entries were NaN or "
+                                        "infinite")
+        if reasons:
+            out[NULL_REASONS] = reasons
+        return out, 0, None
+    if isinstance(obj, list | tuple):
+        items = [_strict(v) for v in obj]
+        return [x for x, _, _ in items], sum(c for _, c, _ in items), None
+    return obj, 0, None
+
+
+def _leaves(obj) -> int:
+    """Numbers (non-container values) inside nested lists."""
+    if isinstance(obj, list | tuple):
+        return sum(_leaves(v) for v in obj)
+    return 1
 
 
 def _save(fig, path: str) -> None:
