@@ -261,7 +261,9 @@ class QuadraticChecks:
         Where results live; None computes without reading or writing.
     process : bool
         Compute in a second process (they use numba), started at construction so that
-        it runs beside the training; False computes in :meth:`result`.
+        it runs beside the training; False computes in :meth:`result`. The process dies
+        with this one, even when this one is killed
+        (:func:`validation.children.die_with_parent`).
     """
 
     def __init__(self, job, cache, *, process: bool = True) -> None:
@@ -272,7 +274,11 @@ class QuadraticChecks:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+            from validation.children import die_with_parent
+
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                            initializer=die_with_parent,
+                                            initargs=(os.getpid(),))
             self.future = self.pool.submit(_timed, job)
 
     def result(self) -> tuple[list, float | None]:

@@ -682,8 +682,14 @@ def _check_same_sweep(out_dir: str, keys: list) -> None:
 
 
 def _local_cluster(workers: int | None, todo: list, dashboard: int | None):
-    """A LocalCluster on 127.0.0.1 (one thread per worker process) and its client."""
+    """A LocalCluster on 127.0.0.1 (one thread per worker process) and its client.
+
+    Its worker processes preload :mod:`validation.children`, so that they die with this
+    process even when it is killed with SIGKILL.
+    """
     from distributed import Client, LocalCluster
+
+    from validation.children import PARENT_ENV
 
     resources = None
     if any(e.resources for e in todo):
@@ -698,7 +704,9 @@ def _local_cluster(workers: int | None, todo: list, dashboard: int | None):
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None if dashboard is None
                            else f"127.0.0.1:{dashboard}",
-                           resources=resources, silence_logs=logging.ERROR)
+                           resources=resources, silence_logs=logging.ERROR,
+                           preload=["validation.children"],
+                           env={PARENT_ENV: str(os.getpid())})
     return cluster, Client(cluster)
 
 
