@@ -486,11 +486,11 @@ def _cmdline(pid) -> str:
         return ""
 
 
-def _kill_and_watch(cmd, ready, count, env=None):
+def _kill_and_watch(cmd, ready, count):
     """Start ``cmd``, wait until ``count`` descendants exist and ``ready(cmdlines)``,
     SIGKILL it, and return the descendants still alive after at most 20 s."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
+                            stderr=subprocess.DEVNULL)
     kids: set = set()
     try:
         deadline = time.monotonic() + 240
@@ -525,10 +525,14 @@ def test_the_quadratic_check_worker_dies_with_compare(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.timeout(600)
 def test_sweep_workers_die_with_the_sweep(tmp_path):
-    spec = _spec_file(tmp_path, {"base": {**SWEEP_BASE, "steps": 5000}, "grid": {"seed": [0, 1]}})
-    cmd = [sys.executable, "-m", "validation.sweep", spec, "--out", str(tmp_path / "out"),
-           "--workers", "2", "--no-progress", "--no-figures"]
-    # two workers running (their title names their address) and the resource tracker
-    left = _kill_and_watch(cmd, lambda lines: sum("dask worker [tcp" in c for c in lines) >= 2,
-                           3)
+    spec = _spec_file(tmp_path, {"base": {**SWEEP_BASE, "steps": 5000, "checkpoint_every": 20},
+                                 "grid": {"seed": [0, 1]}})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "validation.sweep", spec, "--out", str(out), "--workers", "2",
+           "--checkpoints", "--no-progress", "--no-figures"]
+
+    def running(lines):  # both workers have begun their task: each wrote a checkpoint
+        return len(list(out.glob(f"checkpoints/*/{CHECKPOINT}"))) >= 2
+
+    left = _kill_and_watch(cmd, running, 3)
     assert not left, f"children alive 20 s after the parent's SIGKILL: {left}"
