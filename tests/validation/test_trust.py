@@ -486,11 +486,11 @@ def _cmdline(pid) -> str:
         return ""
 
 
-def _kill_and_watch(cmd, ready, count):
+def _kill_and_watch(cmd, ready, count, env=None):
     """Start ``cmd``, wait until ``count`` descendants exist and ``ready(cmdlines)``,
     SIGKILL it, and return the descendants still alive after at most 20 s."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=env)
     kids: set = set()
     try:
         deadline = time.monotonic() + 240
@@ -522,17 +522,31 @@ def test_the_quadratic_check_worker_dies_with_compare(tmp_path):
     assert not left, f"children alive 20 s after the parent's SIGKILL: {left}"
 
 
+#: A sweep's local cluster running a task that holds the GIL (a regular expression that
+#: backtracks for hours), so that no thread of the worker can act on its parent's death.
+HOLD_THE_GIL = """
+import pathlib, sys, time
+from validation.sweep import _local_cluster
+
+def hold(flag):
+    import re
+    pathlib.Path(flag).touch()
+    re.match(r"(a+)+$", "a" * 64 + "b")
+
+if __name__ == "__main__":
+    cluster, client = _local_cluster(1, [], None)
+    future = client.submit(hold, sys.argv[1])
+    time.sleep(600)
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.timeout(600)
-def test_sweep_workers_die_with_the_sweep(tmp_path):
-    spec = _spec_file(tmp_path, {"base": {**SWEEP_BASE, "steps": 5000, "checkpoint_every": 20},
-                                 "grid": {"seed": [0, 1]}})
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "validation.sweep", spec, "--out", str(out), "--workers", "2",
-           "--checkpoints", "--no-progress", "--no-figures"]
-
-    def running(lines):  # both workers have begun their task: each wrote a checkpoint
-        return len(list(out.glob(f"checkpoints/*/{CHECKPOINT}"))) >= 2
-
-    left = _kill_and_watch(cmd, running, 3)
+def test_sweep_workers_die_with_the_sweep_even_holding_the_gil(tmp_path):
+    script, flag = tmp_path / "hold.py", tmp_path / "running"
+    script.write_text(HOLD_THE_GIL)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    # the worker has begun its task, and the resource tracker
+    left = _kill_and_watch([sys.executable, str(script), str(flag)], lambda _: flag.exists(),
+                           2, env=env)
     assert not left, f"children alive 20 s after the parent's SIGKILL: {left}"
