@@ -791,8 +791,9 @@ def default_out(spec: dict, spec_path: str) -> str:
         if not isinstance(spec["out"], str) or not spec["out"]:
             raise ValueError(f"out must be a folder name; got {spec['out']!r}")
         return spec["out"]
-    name = spec.get("name") or os.path.splitext(os.path.basename(spec_path))[0]
-    return os.path.join("results", "sweeps", check_name(name))
+    if spec.get("name"):
+        return os.path.join("results", "sweeps", check_name(spec["name"]))
+    return os.path.join("results", "sweeps", os.path.splitext(os.path.basename(spec_path))[0])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,9 +97,10 @@ def test_cuda_configurations_need_a_gpu_resource():
 
 def test_key_is_the_hash_of_the_full_configuration():
     e = make_entry({"eta": 0.5, "width": 16})
-    # an independent route: SHA-256 of the canonical JSON of every field and the device
+    # an independent route: SHA-256 of the canonical JSON of every field, the device and
+    # the torch threads
     text = json.dumps({"config": Config(eta=0.5, width=16, checks=("edge",)).to_dict(),
-                       "device": "cpu"}, sort_keys=True, separators=(",", ":"))
+                       "device": "cpu", "threads": 1}, sort_keys=True, separators=(",", ":"))
     assert e.key == hashlib.sha256(text.encode()).hexdigest()[:16]
     assert config_key(e.config, "cpu") == e.key
     # the order of the fields and an integer for a float field do not matter
@@ -109,6 +110,7 @@ def test_key_is_the_hash_of_the_full_configuration():
     assert make_entry({"eta": 0.5, "width": 16, "seed": 1}).key != e.key
     assert make_entry({"eta": 0.5, "width": 16, "checks": ["edge", "momentum"]}).key != e.key
     assert make_entry({"eta": 0.5, "width": 16, "device": "auto"}).key != e.key
+    assert make_entry({"eta": 0.5, "width": 16}, threads=2).key != e.key
 
 
 @pytest.mark.parametrize(("spec", "match"), [
