@@ -167,8 +167,8 @@ class GDMap(DiscreteMap):
         subs = {c: sp.nsimplify(float(v), rational=True) for c, v in zip(consts, values,
                                                                           strict=True)}
         e = sp.nsimplify(self.eta, rational=True) if eta is None else sympy_expr(eta, "eta")
-        f = [sympy_expr(c - e * g, "eta").xreplace(subs) for c, g in zip(loss.coords, loss.gradient,
-                                                                   strict=True)]
+        f = [sympy_expr(c - e * g, "eta").xreplace(subs)
+             for c, g in zip(loss.coords, loss.gradient, strict=True)]
         jac = (sp.eye(loss.dim) - e * loss.hessian).xreplace(subs)
         return loss.coords, f, jac
 
