@@ -159,3 +159,41 @@ def preconditioned_hvp(hvp_block: Callable[[torch.Tensor, torch.Tensor], torch.T
         return sv * hvp_block(w, sv * v)
 
     return op
+
+
+class PreconditionedProbe:
+    """Preconditioned sharpness ``lambda_max(P^{-1} H)`` along an Adam or RMSProp run.
+
+    Parameters
+    ----------
+    hvp_block : callable
+        ``(w, V) -> H(w) V`` of the full training loss.
+    p : int
+        Number of parameters.
+    make_tracker : callable
+        ``(operator) -> SharpnessTracker`` for the operator ``(w, V) -> A V``; the probe
+        hands it ``P^{-1/2} H P^{-1/2}`` (:func:`preconditioned_hvp`), so the estimate
+        is the sharpness tracker's own warm-started solver.
+    """
+
+    def __init__(self, hvp_block: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 make_tracker: Callable) -> None:
+        self.diag: torch.Tensor | None = None
+        self.tracker = make_tracker(preconditioned_hvp(hvp_block, lambda: self.diag))
+        self.records: dict[str, list] = {"t": [], "preconditioned": []}
+
+    def measure(self, t: int, w: torch.Tensor, diag: torch.Tensor) -> None:
+        """Record ``lambda_max(P^{-1} H(w))`` at step ``t`` for ``P = diag(diag)``."""
+        self.diag = diag
+        est = self.tracker.estimate(w)
+        self.records["t"].append(t)
+        self.records["preconditioned"].append(float(est.values[0]))
+
+    def state_dict(self) -> dict:
+        """Tracker and records (for checkpoints)."""
+        return {"tracker": self.tracker.state_dict(), "records": self.records}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.tracker.load_state_dict(state["tracker"])
+        self.records = state["records"]

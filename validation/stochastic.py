@@ -205,3 +205,73 @@ def batch_sharpness(objective: Objective, w: torch.Tensor, batches: list[torch.T
 
 def _mean(xs: list) -> float:
     return sum(xs) / len(xs) if xs else math.nan
+
+
+class BatchSharpnessProbe:
+    """The mini-batches of an SGD run and its measurements at tracked steps.
+
+    Parameters
+    ----------
+    objective : Objective
+        The full training loss.
+    batch_size : int
+        Examples per batch.
+    batches : int
+        Batches ``M`` sampled for each estimate of the batch sharpness.
+    seed : int
+        Seed of the training batches; the measurement batches come from a second,
+        independent sampler (seed ``seed + 1``), so measuring changes no training step.
+    tracker : SharpnessTracker
+        Solver of ``lambda_max(H_B)`` for each sampled batch (its ``hvp_block`` is set
+        per batch; warm-started from the previous batch).
+
+    Notes
+    -----
+    :meth:`measure` records, at a point ``w`` with full-batch top eigenpair
+    ``(lambda_max, u)``: the batch sharpness, ``mean_B lambda_max(H_B)``,
+    ``sigma_u^2 = var_B(u . g_B)``, and the constants of self-stabilization (Damian et
+    al., arXiv 2209.15594) ``alpha = -grad L . grad S`` and ``beta = |grad S|^2`` with
+    ``grad S = nabla^3 L[u, u]``.
+    """
+
+    FIELDS = ("t", "batch_sharpness", "batch_lambda", "lambda_max", "sigma_u2", "alpha", "beta")
+
+    def __init__(self, objective: Objective, batch_size: int, *, batches: int, seed: int,
+                 tracker: SharpnessTracker) -> None:
+        self.objective = objective
+        self.sampler = MiniBatchSampler(objective.n, batch_size, seed=seed)
+        self.measure_sampler = MiniBatchSampler(objective.n, batch_size, seed=seed + 1)
+        self.batches = batches
+        self.tracker = tracker
+        self.records: dict[str, list] = {k: [] for k in self.FIELDS}
+
+    def gradient(self, w: torch.Tensor) -> torch.Tensor:
+        """``g_B = grad L_B(w)`` on the next training batch."""
+        return batch_objective(self.objective, self.sampler.next()).grad(w)
+
+    def measure(self, t: int, w: torch.Tensor, lambda_max: float, u: torch.Tensor) -> None:
+        """Record the measurements at step ``t`` (see Notes)."""
+        batches = [self.measure_sampler.next() for _ in range(self.batches)]
+        est = batch_sharpness(self.objective, w, batches, u=u, tracker=self.tracker)
+        point = self.objective.at(w)
+        grad_s = point.third(u)
+        rec = self.records
+        for key, value in (("t", t), ("batch_sharpness", est.batch_sharpness),
+                           ("batch_lambda", est.batch_lambda), ("lambda_max", lambda_max),
+                           ("sigma_u2", est.sigma_u2),
+                           ("alpha", -float(torch.dot(point.grad, grad_s))),
+                           ("beta", float(torch.dot(grad_s, grad_s)))):
+            rec[key].append(value)
+
+    def state_dict(self) -> dict:
+        """Samplers, batch tracker and records (for checkpoints)."""
+        return {"sampler": self.sampler.state_dict(),
+                "measure_sampler": self.measure_sampler.state_dict(),
+                "tracker": self.tracker.state_dict(), "records": self.records}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.sampler.load_state_dict(state["sampler"])
+        self.measure_sampler.load_state_dict(state["measure_sampler"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.records = state["records"]
