@@ -135,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g = p.add_argument_group("numerics")
-    g.add_argument("--track-every", type=int, default=d.track_every,
-                   help="steps between sharpness estimates (default %(default)s)")
+    g.add_argument("--track-every", type=int, default=None,
+                   help=f"steps between sharpness estimates (default {d.track_every}; sgd "
+                        f"{OPTIMIZER_DEFAULTS['sgd']['track_every']})")
     g.add_argument("--record-every", type=int, default=d.record_every,
                    help="steps between flow records (default %(default)s)")
     g.add_argument("--eigs", type=int, default=d.eigs,
@@ -172,6 +173,8 @@ def config_from_args(args: argparse.Namespace):
     own = OPTIMIZER_DEFAULTS.get(args.optimizer, {})
     eta = own.get("eta", Config.eta) if args.eta is None else args.eta
     steps = own.get("steps", Config.steps) if args.steps is None else args.steps
+    track_every = (own.get("track_every", Config.track_every) if args.track_every is None
+                   else args.track_every)
     if args.checks == "default" and own:
         checks = own["checks"]
     elif args.checks == "default":
@@ -207,7 +210,7 @@ def config_from_args(args: argparse.Namespace):
         beta2=args.beta2, eps=args.eps,
         drop_step=drop_step, drop_factor=args.drop_factor, momentum_beta=args.momentum_beta,
         momentum_eta=args.momentum_eta, checks=checks, seed=args.seed,
-        track_every=args.track_every, record_every=args.record_every, eigs=args.eigs,
+        track_every=track_every, record_every=args.record_every, eigs=args.eigs,
         track_vectors=args.track_vectors, refresh_every=args.refresh_every,
         tol=args.tol, window=args.window, chunk_size=args.chunk_size,
         checkpoint_every=args.checkpoint_every)

@@ -38,7 +38,7 @@ CHECK_OPTIMIZERS = {"batch-sharpness": ("sgd",), "preconditioned-edge": ("adam",
 #: defaults of ``Config`` are GD's): each reaches its edge on the embedded default network
 #: within two minutes on two cores (README, "SGD and Adam").
 OPTIMIZER_DEFAULTS = {
-    "sgd": {"checks": ("batch-sharpness",), "eta": 0.3, "steps": 600},
+    "sgd": {"checks": ("batch-sharpness",), "eta": 0.8, "steps": 600, "track_every": 10},
     "adam": {"checks": ("preconditioned-edge",), "eta": 1e-3, "steps": 600},
     "rmsprop": {"checks": ("preconditioned-edge",), "eta": 1e-3, "steps": 600},
 }

@@ -59,7 +59,11 @@ def test_batch_sharpness_rows_fail(records, failing):
 def test_batch_sharpness_rows_fail_without_onset():
     res = _sgd()
     res["stochastic"]["batch_sharpness"] = [6.0] * len(res["stochastic"]["t"])
-    assert not any(_holds(batch_sharpness_rows(res)).values())
+    rows = batch_sharpness_rows(res)
+    assert not any(_holds(rows).values())
+    # the levels are still measured, over the second half of the run
+    assert rows[0]["measured"] == 6.0 and "no onset" in rows[0]["note"]
+    assert rows[2]["measured"] == pytest.approx(1.0)
 
 
 def _adam(*, pre_plateau=38.5, raw=3.0, diverged_at=None, optimizer="adam"):
