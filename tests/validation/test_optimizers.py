@@ -59,8 +59,10 @@ def test_sampler_covers_each_epoch_once_and_repeats_for_a_seed():
     s = MiniBatchSampler(23, 5, seed=SEED)
     epoch = torch.cat([s.next() for _ in range(s.per_epoch)])
     assert epoch.numel() == 20 and len(set(epoch.tolist())) == 20
-    nxt = torch.cat([s.next() for _ in range(s.per_epoch)])
-    assert not torch.equal(nxt, epoch)  # reshuffled
+    second = [s.next() for _ in range(s.per_epoch)]
+    assert all(b.numel() == 5 for b in second)
+    nxt = torch.cat(second)
+    assert len(set(nxt.tolist())) == 20 and not torch.equal(nxt, epoch)  # reshuffled
     again = MiniBatchSampler(23, 5, seed=SEED)
     assert torch.equal(torch.cat([again.next() for _ in range(4)]), epoch)
     state = s.state_dict()
@@ -118,6 +120,33 @@ def test_preconditioned_sharpness_matches_generalised_eigenvalues(eps, tiny, den
     assert got == pytest.approx(expected, rel=1e-8)
     raw = np.linalg.eigvalsh(h)[-1]
     assert abs(got / raw - 1) > 0.5  # the preconditioner matters here
+
+
+@pytest.mark.parametrize(("ours", "theirs", "kwargs", "bias"), [
+    (Adam(0.9, 0.99, 1e-3), torch.optim.Adam, {"betas": (0.9, 0.99), "eps": 1e-3}, True),
+    (RMSProp(0.9, 1e-3), torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-3}, False),
+], ids=["adam", "rmsprop"])
+def test_the_preconditioner_is_the_denominator_torch_divides_by(ours, theirs, kwargs, bias,
+                                                                  tiny):
+    """P read off torch.optim's own state: sqrt(v / (1 - beta2^t)) + eps for Adam,
+    sqrt(v) + eps for RMSProp."""
+    obj, w = tiny
+    sampler = MiniBatchSampler(obj.n, 8, seed=SEED)
+    batches = [sampler.next() for _ in range(6)]
+    state = ours.init(w.clone())
+    p = torch.nn.Parameter(w.clone())
+    opt = theirs([p], lr=1e-2, **kwargs)
+    for idx in batches:
+        b = batch_objective(obj, idx)
+        state = ours.update(state, b.grad(state[0]), 1e-2)
+        opt.zero_grad()
+        b._chunk_loss(p, b.x, b.y).backward()
+        opt.step()
+    st = opt.state[p]
+    v = st["exp_avg_sq"] if bias else st["square_avg"]
+    scale = 1 - kwargs["betas"][1] ** float(st["step"]) if bias else 1.0
+    expected = (v / scale).sqrt() + kwargs["eps"]
+    torch.testing.assert_close(ours.preconditioner(state), expected, rtol=1e-12, atol=0)
 
 
 def test_thresholds_of_the_frozen_preconditioner():
