@@ -57,6 +57,11 @@ class Config:
     ``eta = 0.3`` for 600 steps: the sharpness starts at about ``0.63 * 2/eta``, reaches
     ``2/eta`` near step 190 and the run then stays at the edge of stability.
 
+    ``optimizer="sgd"`` takes mini-batches of ``batch_size`` examples and measures the
+    batch sharpness over ``bs_batches`` sampled batches; ``"adam"`` and ``"rmsprop"``
+    use ``beta1``, ``beta2`` (RMSProp's ``alpha``) and ``eps`` (see
+    :data:`OPTIMIZER_DEFAULTS` for the step sizes that reach their edges).
+
     Every field is checked alone and against the others at construction (a
     :class:`~validation.preflight.ConfigError` naming the field);
     :func:`~validation.preflight.check_config` checks the fields against the data and
