@@ -64,3 +64,24 @@ def test_config_refuses_bad_sgd_and_adam_fields(fields, field, match):
 def test_a_batch_size_is_not_checked_against_the_data_without_sgd():
     # GD ignores the batch size: a small data set with the default batch size runs.
     assert Config(dataset="synthetic", n=20).batch_size > 20
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], {"optimizer": "gd", "eta": 0.3, "steps": 600, "track_every": 5}),
+    (["--optimizer", "sgd"], {"eta": 0.8, "steps": 600, "track_every": 10, "batch_size": 50,
+                              "checks": ("batch-sharpness",)}),
+    (["--optimizer", "sgd", "--eta", "0.3", "--track-every", "5", "--checks", "all"],
+     {"eta": 0.3, "track_every": 5,
+      "checks": ("batch-sharpness", "momentum", "quadratic-thresholds")}),
+    (["--optimizer", "adam"], {"eta": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                               "checks": ("preconditioned-edge",)}),
+    (["--optimizer", "rmsprop", "--beta2", "0.9"], {"eta": 1e-3, "beta2": 0.9}),
+    (["--checks", "all"], {"checks": ("edge", "momentum", "drop", "central-flow",
+                                      "self-stabilization", "flow-distance", "constrained",
+                                      "quadratic-thresholds")}),
+])
+def test_each_optimizer_has_its_own_defaults(argv, expected):
+    from validation.compare import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(argv))
+    assert {k: getattr(config, k) for k in expected} == expected
