@@ -168,8 +168,6 @@ class PreconditionedProbe:
     ----------
     hvp_block : callable
         ``(w, V) -> H(w) V`` of the full training loss.
-    p : int
-        Number of parameters.
     make_tracker : callable
         ``(operator) -> SharpnessTracker`` for the operator ``(w, V) -> A V``; the probe
         hands it ``P^{-1/2} H P^{-1/2}`` (:func:`preconditioned_hvp`), so the estimate

@@ -35,8 +35,11 @@ DEFAULT_CHECKS = ("edge", "central-flow", "self-stabilization", "flow-distance",
 #: The optimizer each of the SGD and Adam checks needs.
 CHECK_OPTIMIZERS = {"batch-sharpness": ("sgd",), "preconditioned-edge": ("adam", "rmsprop")}
 #: Default checks, step size and steps of the mini-batch and adaptive optimizers (the
-#: defaults of ``Config`` are GD's): each reaches its edge on the embedded default network
-#: within two minutes on two cores (README, "SGD and Adam").
+#: defaults of ``Config`` are GD's), each run within two minutes on two cores. On the
+#: embedded default network Adam reaches its edge by a rise; RMSProp's preconditioned
+#: sharpness reaches 2/eta from above; SGD's ``eta = 0.8``, the largest stable step
+#: measured, brings lambda_max to 2/eta but not the batch sharpness (README, "SGD and
+#: Adam").
 OPTIMIZER_DEFAULTS = {
     "sgd": {"checks": ("batch-sharpness",), "eta": 0.8, "steps": 600, "track_every": 10},
     "adam": {"checks": ("preconditioned-edge",), "eta": 1e-3, "steps": 600},
@@ -60,7 +63,7 @@ class Config:
     ``optimizer="sgd"`` takes mini-batches of ``batch_size`` examples and measures the
     batch sharpness over ``bs_batches`` sampled batches; ``"adam"`` and ``"rmsprop"``
     use ``beta1``, ``beta2`` (RMSProp's ``alpha``) and ``eps`` (see
-    :data:`OPTIMIZER_DEFAULTS` for the step sizes that reach their edges).
+    :data:`OPTIMIZER_DEFAULTS` for their step sizes).
 
     Every field is checked alone and against the others at construction (a
     :class:`~validation.preflight.ConfigError` naming the field);
