@@ -28,8 +28,13 @@ checks (comma-separated; 'default' or 'all'):
   flow-distance         (f) GD stays closer to the central flow than to gradient flow
   constrained           GD stays closer to the constrained trajectory than to gradient flow
   quadratic-thresholds  symbolic stability thresholds vs simulated divergence on quadratics
+  batch-sharpness       (h) SGD: batch sharpness hovers at 2/eta, lambda_max below it, and
+                        the gap 2/eta - lambda_max vs eta beta sigma_u^2 / (4 alpha)
+  preconditioned-edge   (i) Adam/RMSProp: lambda_max(P^-1 H) hovers at the frozen-P
+                        threshold, the raw sharpness does not
 default: edge, central-flow, self-stabilization, flow-distance, quadratic-thresholds
-(with --optimizer heavy_ball or nesterov: edge, quadratic-thresholds)
+(with --optimizer heavy_ball or nesterov: edge, quadratic-thresholds; sgd:
+batch-sharpness; adam or rmsprop: preconditioned-edge)
 """
 
 
@@ -42,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    from validation.experiment import Config
+    from validation.experiment import OPTIMIZER_DEFAULTS, Config
     from validation.preflight import MAX_HOURS
 
     d = Config()
@@ -76,11 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default=d.dtype, help="float32 | float64 (default %(default)s)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", default=d.optimizer,
-                   help="gd | heavy_ball | nesterov (default %(default)s)")
+                   help="gd | heavy_ball | nesterov | sgd | adam | rmsprop (default "
+                        "%(default)s)")
     g.add_argument("--beta", type=float, default=d.beta,
                    help="momentum of --optimizer (default %(default)s)")
-    g.add_argument("--eta", type=float, default=d.eta, help="step size (default %(default)s)")
-    g.add_argument("--steps", type=int, default=d.steps, help="steps (default %(default)s)")
+    g.add_argument("--eta", type=float, default=None,
+                   help=f"step size (default {d.eta}; sgd {OPTIMIZER_DEFAULTS['sgd']['eta']}, "
+                        f"adam and rmsprop {OPTIMIZER_DEFAULTS['adam']['eta']})")
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"steps (default {d.steps}; sgd {OPTIMIZER_DEFAULTS['sgd']['steps']}, "
+                        f"adam and rmsprop {OPTIMIZER_DEFAULTS['adam']['steps']})")
+    g.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="examples per mini-batch of --optimizer sgd, drawn without "
+                        "replacement (default %(default)s)")
+    g.add_argument("--bs-batches", type=int, default=d.bs_batches,
+                   help="mini-batches sampled per batch-sharpness estimate (default "
+                        "%(default)s)")
+    g.add_argument("--beta1", type=float, default=d.beta1,
+                   help="Adam's first-moment decay (default %(default)s)")
+    g.add_argument("--beta2", type=float, default=d.beta2,
+                   help="Adam's second-moment decay, RMSProp's alpha (default %(default)s)")
+    g.add_argument("--eps", type=float, default=d.eps,
+                   help="Adam's and RMSProp's eps (default %(default)s)")
     g.add_argument("--drop-step", type=int, default=None,
                    help="step of the step-size drop for check 'drop' (default: steps // 2)")
     g.add_argument("--drop-factor", type=float, default=d.drop_factor,
@@ -115,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g = p.add_argument_group("numerics")
-    g.add_argument("--track-every", type=int, default=d.track_every,
-                   help="steps between sharpness estimates (default %(default)s)")
+    g.add_argument("--track-every", type=int, default=None,
+                   help=f"steps between sharpness estimates (default {d.track_every}; sgd "
+                        f"{OPTIMIZER_DEFAULTS['sgd']['track_every']})")
     g.add_argument("--record-every", type=int, default=d.record_every,
                    help="steps between flow records (default %(default)s)")
     g.add_argument("--eigs", type=int, default=d.eigs,
@@ -139,13 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     """Build the :class:`~validation.experiment.Config` (ConfigError naming the field)."""
-    from validation.experiment import CHECKS, DEFAULT_CHECKS, GD_ONLY, Config
+    from validation.experiment import (
+        CHECK_OPTIMIZERS,
+        CHECKS,
+        DEFAULT_CHECKS,
+        GD_ONLY,
+        OPTIMIZER_DEFAULTS,
+        Config,
+    )
     from validation.preflight import ConfigError
 
-    if args.checks == "default":
+    own = OPTIMIZER_DEFAULTS.get(args.optimizer, {})
+    eta = own.get("eta", Config.eta) if args.eta is None else args.eta
+    steps = own.get("steps", Config.steps) if args.steps is None else args.steps
+    track_every = (own.get("track_every", Config.track_every) if args.track_every is None
+                   else args.track_every)
+    if args.checks == "default" and own:
+        checks = own["checks"]
+    elif args.checks == "default":
         checks = tuple(c for c in DEFAULT_CHECKS if args.optimizer == "gd" or c not in GD_ONLY)
+    elif args.checks == "all" and own:
+        checks = own["checks"] + ("momentum", "quadratic-thresholds")
     elif args.checks == "all":
-        checks = tuple(c for c in CHECKS if args.optimizer == "gd" or c not in GD_ONLY)
+        checks = tuple(c for c in CHECKS if (args.optimizer == "gd" or c not in GD_ONLY)
+                       and c not in CHECK_OPTIMIZERS)
     else:
         checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
         for c in checks:
@@ -161,16 +201,18 @@ def config_from_args(args: argparse.Namespace):
                               f"{args.classes!r}") from None
     drop_step = args.drop_step
     if drop_step is None and "drop" in checks:
-        drop_step = args.steps // 2
+        drop_step = steps // 2
     return Config(
         dataset=args.dataset, n=args.n, classes=classes, standardize=args.standardize,
         cifar_path=args.cifar_path, arch=args.arch, depth=args.depth, width=args.width,
         activation=args.activation, parametrization=args.parametrization,
         readout_scale=args.readout_scale, loss=args.loss, dtype=args.dtype,
-        optimizer=args.optimizer, beta=args.beta, eta=args.eta, steps=args.steps,
+        optimizer=args.optimizer, beta=args.beta, eta=eta, steps=steps,
+        batch_size=args.batch_size, bs_batches=args.bs_batches, beta1=args.beta1,
+        beta2=args.beta2, eps=args.eps,
         drop_step=drop_step, drop_factor=args.drop_factor, momentum_beta=args.momentum_beta,
         momentum_eta=args.momentum_eta, checks=checks, seed=args.seed,
-        track_every=args.track_every, record_every=args.record_every, eigs=args.eigs,
+        track_every=track_every, record_every=args.record_every, eigs=args.eigs,
         track_vectors=args.track_vectors, refresh_every=args.refresh_every,
         tol=args.tol, window=args.window, chunk_size=args.chunk_size,
         checkpoint_every=args.checkpoint_every)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from validation.adaptive import Adam, PreconditionedProbe, RMSProp
 from validation.checkpoint import load_checkpoint, save_checkpoint
 from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
 from validation.flows import EDGE_TOL, CentralFlow, ConstrainedTrajectory, GradientFlow
@@ -22,14 +23,28 @@ from validation.networks import ACTIVATIONS, ARCHITECTURES, PARAMETRIZATIONS, bu
 from validation.objective import LOSSES, Objective, make_objective
 from validation.preflight import ConfigError
 from validation.sharpness import SharpnessTracker
+from validation.stochastic import SGD, BatchSharpnessProbe
 
-OPTIMIZERS = ("gd", "heavy_ball", "nesterov")
+OPTIMIZERS = ("gd", "heavy_ball", "nesterov", "sgd", "adam", "rmsprop")
 CHECKS = ("edge", "momentum", "drop", "central-flow", "self-stabilization", "flow-distance",
-          "constrained", "quadratic-thresholds")
+          "constrained", "quadratic-thresholds", "batch-sharpness", "preconditioned-edge")
 #: Checks that compare GD with its flows; they need ``optimizer="gd"``.
 GD_ONLY = ("central-flow", "self-stabilization", "flow-distance", "constrained", "drop")
 DEFAULT_CHECKS = ("edge", "central-flow", "self-stabilization", "flow-distance",
                   "quadratic-thresholds")
+#: The optimizer each of the SGD and Adam checks needs.
+CHECK_OPTIMIZERS = {"batch-sharpness": ("sgd",), "preconditioned-edge": ("adam", "rmsprop")}
+#: Default checks, step size and steps of the mini-batch and adaptive optimizers (the
+#: defaults of ``Config`` are GD's), each run within two minutes on two cores. On the
+#: embedded default network Adam reaches its edge by a rise; RMSProp's preconditioned
+#: sharpness reaches 2/eta from above; SGD's ``eta = 0.8``, the largest stable step
+#: measured, brings lambda_max to 2/eta but not the batch sharpness (README, "SGD and
+#: Adam").
+OPTIMIZER_DEFAULTS = {
+    "sgd": {"checks": ("batch-sharpness",), "eta": 0.8, "steps": 600, "track_every": 10},
+    "adam": {"checks": ("preconditioned-edge",), "eta": 1e-3, "steps": 600},
+    "rmsprop": {"checks": ("preconditioned-edge",), "eta": 1e-3, "steps": 600},
+}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Classes of every classification source (MNIST-1D, digits, CIFAR-10).
 NUM_CLASSES = 10
@@ -44,6 +59,11 @@ class Config:
     width 64 and a zero-initialised read-out, squared loss, float32, and GD with
     ``eta = 0.3`` for 600 steps: the sharpness starts at about ``0.63 * 2/eta``, reaches
     ``2/eta`` near step 190 and the run then stays at the edge of stability.
+
+    ``optimizer="sgd"`` takes mini-batches of ``batch_size`` examples and measures the
+    batch sharpness over ``bs_batches`` sampled batches; ``"adam"`` and ``"rmsprop"``
+    use ``beta1``, ``beta2`` (RMSProp's ``alpha``) and ``eps`` (see
+    :data:`OPTIMIZER_DEFAULTS` for their step sizes).
 
     Every field is checked alone and against the others at construction (a
     :class:`~validation.preflight.ConfigError` naming the field);
@@ -72,6 +92,11 @@ class Config:
     drop_factor: float = 2.0
     momentum_beta: float = 0.9
     momentum_eta: float | None = None
+    batch_size: int = 50
+    bs_batches: int = 8
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
     checks: tuple[str, ...] = DEFAULT_CHECKS
     seed: int = 0
     track_every: int = 5
@@ -94,7 +119,8 @@ class Config:
         _choice(self.dtype, "dtype", DTYPES)
         _choice(self.optimizer, "optimizer", OPTIMIZERS)
         for name in ("n", "depth", "width", "steps", "track_every", "record_every", "eigs",
-                     "track_vectors", "window", "chunk_size", "checkpoint_every"):
+                     "track_vectors", "window", "chunk_size", "checkpoint_every",
+                     "batch_size", "bs_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(name, f"{name} must be an integer >= 1; got {value!r}")
@@ -114,7 +140,11 @@ class Config:
         if not (_real(self.readout_scale) and self.readout_scale >= 0):
             raise ConfigError("readout_scale", f"readout_scale must be finite and >= 0; got "
                               f"{self.readout_scale!r}")
-        for name in ("beta", "momentum_beta"):
+        if self.optimizer == "sgd" and self.batch_size > self.n:
+            raise ConfigError("batch_size", f"batch_size={self.batch_size} exceeds the "
+                              f"n={self.n} examples")
+        _positive(self.eps, "eps")
+        for name in ("beta", "momentum_beta", "beta1", "beta2"):
             value = getattr(self, name)
             if not (_real(value) and 0.0 <= value < 1.0):
                 raise ConfigError(name, f"{name} must lie in [0, 1); got {value!r}")
@@ -151,6 +181,15 @@ class Config:
             if bad:
                 raise ConfigError("checks", f"checks {', '.join(bad)} compare GD with its "
                                   f"flows and need optimizer 'gd'; got optimizer "
+                                  f"{self.optimizer!r}")
+        if self.optimizer in ("sgd", "adam", "rmsprop") and "edge" in self.checks:
+            raise ConfigError("checks", f"check 'edge' holds the sharpness to the edge of "
+                              f"full-batch GD or momentum; with optimizer {self.optimizer!r} "
+                              f"use {OPTIMIZER_DEFAULTS[self.optimizer]['checks'][0]!r}")
+        for check, needs in CHECK_OPTIMIZERS.items():
+            if check in self.checks and self.optimizer not in needs:
+                raise ConfigError("checks", f"check {check!r} needs optimizer "
+                                  f"{' or '.join(map(repr, needs))}; got optimizer "
                                   f"{self.optimizer!r}")
         if "drop" in self.checks:
             if self.drop_step is None:
@@ -191,10 +230,19 @@ def _positive(value, name) -> None:
         raise ConfigError(name, f"{name} must be a finite number > 0; got {value!r}")
 
 
-def make_optimizer(name: str, beta: float):
-    """The :mod:`minimal_eos` update map named ``name`` (its rules run on tensors too)."""
+def make_optimizer(name: str, beta: float, *, beta1: float = 0.9, beta2: float = 0.999,
+                   eps: float = 1e-8):
+    """The update map named ``name``: :mod:`minimal_eos`'s for GD and momentum (its rules
+    run on tensors too), torch.optim's steps for SGD, Adam and RMSProp (``alpha = beta2``).
+    """
     from minimal_eos import GD, HeavyBall, Nesterov
 
+    if name == "sgd":
+        return SGD()
+    if name == "adam":
+        return Adam(beta1, beta2, eps)
+    if name == "rmsprop":
+        return RMSProp(beta2, eps)
     if name == "gd":
         return GD()
     return HeavyBall(beta=beta) if name == "heavy_ball" else Nesterov(beta=beta)
@@ -292,7 +340,8 @@ class Experiment:
                                          "cf_sigma": [], "cf_eig2": [], "pgd_loss": [],
                                          "pgd_sharpness": [], "gd_centre_sharpness": []}
         checks = set(config.checks)
-        main = make_optimizer(config.optimizer, config.beta)
+        self.hyper = {"beta1": config.beta1, "beta2": config.beta2, "eps": config.eps}
+        main = make_optimizer(config.optimizer, config.beta, **self.hyper)
         self.runs: dict[str, OptimizerRun] = {
             "main": self._new_run("main", config.optimizer, config.beta, config.eta, seed=1)}
         if "momentum" in checks:
@@ -320,6 +369,19 @@ class Experiment:
                                                         tol=min(config.tol, EDGE_TOL)))
         self.want_pgd = "constrained" in checks
         self.centre_tracker: SharpnessTracker | None = None
+        self.sgd: BatchSharpnessProbe | None = None
+        self.adaptive: PreconditionedProbe | None = None
+        if config.optimizer == "sgd":
+            self.sgd = BatchSharpnessProbe(self.objective, config.batch_size,
+                                           batches=config.bs_batches,
+                                           seed=config.seed * 1000 + 8,
+                                           tracker=self._tracker(1, seed=10))
+        elif config.optimizer in ("adam", "rmsprop"):
+            self.adaptive = PreconditionedProbe(
+                self.objective.hvp, lambda op: SharpnessTracker(
+                    op, self.p, k=max(1, config.track_vectors), tol=config.tol,
+                    refresh_every=config.refresh_every,
+                    generator=torch.Generator().manual_seed(config.seed * 1000 + 11)))
 
     def _tracker(self, k: int, seed: int, tol: float | None = None) -> SharpnessTracker:
         """A tracker of at least ``k`` (and ``config.track_vectors``) eigenpairs, with
@@ -330,24 +392,30 @@ class Experiment:
                                 refresh_every=self.config.refresh_every, generator=gen)
 
     def _new_run(self, name, opt_name, beta, eta, *, seed, start=0) -> OptimizerRun:
-        opt = make_optimizer(opt_name, beta)
+        opt = make_optimizer(opt_name, beta, **self.hyper)
         return OptimizerRun(name, opt_name, beta, eta, opt.init(self.w0.clone()),
                             self._tracker(1, seed), start=start)
 
     def edge(self, run: OptimizerRun) -> float:
         """Critical sharpness of ``run``'s optimizer at its current step size."""
-        return make_optimizer(run.optimizer_name, run.beta).critical_sharpness(run.eta)
+        return make_optimizer(run.optimizer_name, run.beta,
+                              **self.hyper).critical_sharpness(run.eta)
 
     # -- one step -----------------------------------------------------------------------
     def _step_run(self, run: OptimizerRun, t: int) -> None:
         cfg = self.config
-        opt = make_optimizer(run.optimizer_name, run.beta)
+        opt = make_optimizer(run.optimizer_name, run.beta, **self.hyper)
         if t < run.start or run.diverged_at is not None:
             return
         w = run.state[0]
         query = opt.query(run.state)
         tracked = t % cfg.track_every == 0 or t == cfg.steps
-        if tracked and query is w:
+        sgd = self.sgd if run.name == "main" else None
+        if sgd is not None:
+            # The step takes the next mini-batch's gradient; the loss recorded is the
+            # full training loss.
+            value, g = self.objective.value(query), sgd.gradient(query)
+        elif tracked and query is w:
             # The sharpness estimate at w builds the gradient graph anyway: the step's
             # gradient comes from the same pass.
             point = self.objective.at(w)
@@ -365,7 +433,13 @@ class Experiment:
             run.sharpness.append((t, float(est.values[0])))
             run.hvps.append(est.hvps)
             run.u = est.vectors[:, 0].clone()
-            if run.name == "main":
+            if sgd is not None:
+                sgd.measure(t, w, float(est.values[0]), run.u)
+            elif run.name == "main" and self.adaptive is not None:
+                if t > 0:
+                    # Before the first step the preconditioner is not formed yet.
+                    self.adaptive.measure(t, w, opt.preconditioner(run.state))
+            elif run.name == "main":
                 self._maybe_onset(run, t, w, g)
         if t < cfg.steps:
             new_state = opt.update(run.state, g, run.eta)
@@ -488,7 +562,9 @@ class Experiment:
                 "cf_branched": self.cf_branched, "gf_prev": self.gf_prev,
                 "centre_tracker": (self.centre_tracker.state_dict()
                                    if self.centre_tracker is not None else None),
-                "pgd": self.pgd.state_dict() if self.pgd is not None else None}
+                "pgd": self.pgd.state_dict() if self.pgd is not None else None,
+                "sgd": self.sgd.state_dict() if self.sgd is not None else None,
+                "adaptive": self.adaptive.state_dict() if self.adaptive is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` saved by a run of the same config."""
@@ -508,6 +584,10 @@ class Experiment:
             self.centre_tracker = self._tracker(1, seed=7)
             self.centre_tracker.load_state_dict(state["centre_tracker"])
         self.gf_prev = state["gf_prev"]
+        if self.sgd is not None:
+            self.sgd.load_state_dict(state["sgd"])
+        if self.adaptive is not None:
+            self.adaptive.load_state_dict(state["adaptive"])
         if state["pgd"] is not None:
             self.pgd = ConstrainedTrajectory.__new__(ConstrainedTrajectory)
             self.pgd.objective = self.objective
@@ -540,6 +620,11 @@ class Experiment:
             out["cf_projections"] = self.cf.projections
             out["cf_shortened"] = self.cf.shortened
             out["cf_edge_gap"] = self.cf_edge_gap()
+        if self.sgd is not None:
+            out["stochastic"] = {"batch_size": self.config.batch_size,
+                                 "batches": self.config.bs_batches, **self.sgd.records}
+        if self.adaptive is not None:
+            out["adaptive"] = dict(self.adaptive.records)
         return out
 
 

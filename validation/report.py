@@ -48,7 +48,9 @@ def build_report(config: dict, rows: list, results: dict, timing: dict) -> dict:
         runs[name]["sharpness"] = r["sharpness"]
         runs[name]["hvps_per_estimate"] = r["hvps"]
         runs[name]["x"] = r["x"]
+    extra = {k: results[k] for k in ("stochastic", "adaptive") if k in results}
     return {
+        **extra,
         "config": config,
         "predictions": rows,
         "summary": {"held": sum(r["holds"] for r in rows), "total": len(rows),
@@ -163,6 +165,17 @@ def write_figures(out_dir: str | os.PathLike, report: dict) -> list:
         edge_t = [r["start"], t.max()]
         ax.plot(edge_t, [r["edge"]] * 2, ls="--", color=colors.get(name, "k"), lw=1,
                 label=f"critical sharpness {r['edge']:.3g}")
+    if "stochastic" in report:
+        sto = report["stochastic"]
+        ax.plot(sto["t"], sto["batch_sharpness"], color="C5", lw=1.2,
+                label="batch sharpness E_B[g_B^T H_B g_B / |g_B|^2]")
+        ax.plot(sto["t"], sto["batch_lambda"], color="C6", lw=1.0, ls=":",
+                label="E_B[lambda_max(H_B)]")
+    if "adaptive" in report:
+        ada = report["adaptive"]
+        ax.plot(ada["t"], ada["preconditioned"], color="C5", lw=1.2,
+                label="preconditioned sharpness lambda_max(P^-1 H)")
+        ax.set_yscale("log")
     if rec.get("gf_sharpness"):
         ax.plot(rec["t"], rec["gf_sharpness"], color="C1", lw=1.2, ls=":",
                 label="gradient flow")

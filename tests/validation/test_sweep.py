@@ -125,7 +125,7 @@ def test_key_is_the_hash_of_the_full_configuration():
     ({"configs": [{"width": 0}]}, r"configuration 0 .*width must be an integer >= 1"),
     ({"base": {"device": "tpu"}}, "unknown device 'tpu'"),
     ({"base": {"checks": "edge"}}, "checks must be a list"),
-    ({"base": {"optimizer": "adam"}}, "unknown optimizer 'adam'"),
+    ({"base": {"optimizer": "adagrad"}}, "unknown optimizer 'adagrad'"),
 ])
 def test_bad_specs_are_rejected_naming_the_problem(spec, match):
     with pytest.raises(ValueError, match=match):
