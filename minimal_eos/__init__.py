@@ -21,7 +21,17 @@ from .models import (
     dln_gd,
     logistic_gd,
 )
-from .optimizers import GD, HeavyBall, Nesterov, get_optimizer, reference_run
+from .optimizers import (
+    GD,
+    SGD,
+    Adam,
+    FrozenPreconditioner,
+    HeavyBall,
+    Nesterov,
+    RMSProp,
+    get_optimizer,
+    reference_run,
+)
 from .schedules import Adaptive, Constant, Drop, Warmup, get_schedule
 from .simulate import SimulationResult, Status, simulate
 from .stabilization import (
@@ -34,17 +44,21 @@ from .symbolic import SymbolicLoss
 
 __all__ = [
     "GD",
+    "SGD",
+    "Adam",
     "Adaptive",
     "Constant",
     "CubicModel",
     "DiagonalNetwork",
     "Drop",
+    "FrozenPreconditioner",
     "HeavyBall",
     "LogisticRegression",
     "Model",
     "Nesterov",
     "ProductModel",
     "Quadratic",
+    "RMSProp",
     "ReducedMap",
     "ScalarNetwork",
     "SharpeningValley",

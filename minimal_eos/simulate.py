@@ -11,7 +11,7 @@ import numpy as np
 from ._checks import batch_of_runs, positive_float, positive_int, record_count
 from ._kernels import PERIODS_KERNEL, simulation_kernel
 from .models.base import Model
-from .optimizers import Optimizer, check_optimizer
+from .optimizers import KERNEL_OPTIMIZERS, Optimizer, check_optimizer
 from .schedules import Schedule, check_schedule
 
 SAVE_FIELDS = ("loss", "sharpness", "theta")
@@ -160,6 +160,11 @@ def simulate(
     if not isinstance(model, Model):
         raise ValueError(f"model must be a minimal_eos Model; got {type(model).__name__}")
     optimizer = check_optimizer(optimizer)
+    if optimizer.name not in KERNEL_OPTIMIZERS:
+        raise ValueError(
+            f"optimizer must be one of {', '.join(map(repr, KERNEL_OPTIMIZERS))} for simulate; "
+            f"got {optimizer.name!r} (run it with reference_run)"
+        )
     schedule = check_schedule(schedule)
     steps = positive_int(steps, "steps", minimum=0)
     every = positive_int(every, "every")
