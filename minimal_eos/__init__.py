@@ -9,6 +9,7 @@ from .flows import central_flow, gradient_flow
 from .models import (
     CubicModel,
     DiagonalNetwork,
+    FiniteSumQuadratic,
     LogisticRegression,
     Model,
     ProductModel,
@@ -51,6 +52,7 @@ __all__ = [
     "CubicModel",
     "DiagonalNetwork",
     "Drop",
+    "FiniteSumQuadratic",
     "FrozenPreconditioner",
     "HeavyBall",
     "LogisticRegression",

@@ -461,19 +461,22 @@ def check_optimizer(optimizer) -> Optimizer:
     return optimizer
 
 
-def reference_run(model, optimizer, theta0, etas) -> np.ndarray:
+def reference_run(model, optimizer, theta0, etas, *, seed: int = 0, run: int = 0) -> np.ndarray:
     """Run the update map in plain numpy: the slow, independent route for tests.
 
     Parameters
     ----------
     model
-        A :class:`~minimal_eos.models.Model`.
+        A :class:`~minimal_eos.models.Model` (with per-example losses for SGD).
     optimizer
         The update map.
     theta0
         Initial point, shape ``(d,)``.
     etas
         The step size of each step, shape ``(steps,)``.
+    seed, run
+        For SGD: the keys of the mini-batch draws, as run ``run`` of
+        :func:`~minimal_eos.simulate` with this ``seed``.
 
     Returns
     -------
@@ -482,8 +485,18 @@ def reference_run(model, optimizer, theta0, etas) -> np.ndarray:
     """
     state = optimizer.init(np.asarray(theta0, dtype=float))
     out = [state[0]]
-    for eta in etas:
-        g = model.grad(optimizer.query(state))
+    if isinstance(optimizer, SGD):
+        from ._sgd import minibatch_gradient
+
+        optimizer.check_data(len(model.example_params()))
+        seed = positive_int(seed, "seed", minimum=0)
+        run = positive_int(run, "run", minimum=0)
+    for t, eta in enumerate(etas):
+        q = optimizer.query(state)
+        if isinstance(optimizer, SGD):
+            g = minibatch_gradient(model, q, optimizer, seed, run, t)
+        else:
+            g = model.grad(q)
         state = optimizer.update(state, g, eta)
         out.append(state[0])
     return np.array(out)

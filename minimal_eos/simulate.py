@@ -10,8 +10,9 @@ import numpy as np
 
 from ._checks import batch_of_runs, positive_float, positive_int, record_count
 from ._kernels import PERIODS_KERNEL, simulation_kernel
+from ._sgd import sgd_kernel
 from .models.base import Model
-from .optimizers import KERNEL_OPTIMIZERS, Optimizer, check_optimizer
+from .optimizers import KERNEL_OPTIMIZERS, SGD, Optimizer, check_optimizer
 from .schedules import Schedule, check_schedule
 
 SAVE_FIELDS = ("loss", "sharpness", "theta")
@@ -102,6 +103,7 @@ def simulate(
     max_period: int = 64,
     divergence_bound: float = 1e8,
     chunk: int = 256,
+    seed: int = 0,
 ) -> SimulationResult:
     """Run ``optimizer`` on ``model`` for a batch of (step size, initialisation) pairs.
 
@@ -114,8 +116,9 @@ def simulate(
     model
         A :class:`~minimal_eos.models.Model`.
     optimizer
-        :class:`~minimal_eos.optimizers.GD`, ``HeavyBall(beta)``, ``Nesterov(beta)``, or
-        one of the names ``"gd"``, ``"heavy_ball"``, ``"nesterov"``.
+        :class:`~minimal_eos.optimizers.GD`, ``HeavyBall(beta)``, ``Nesterov(beta)``,
+        ``SGD(batch_size, replacement)`` (on a model with per-example losses), or one of the
+        names ``"gd"``, ``"heavy_ball"``, ``"nesterov"``.
     theta0
         Initial point(s), shape ``(d,)`` or ``(B, d)``.
     steps
@@ -140,6 +143,10 @@ def simulate(
         (or non-finite).
     chunk
         Runs per parallel chunk (tuning only; results do not depend on it).
+    seed
+        For SGD: the seed of the mini-batch draws. Run ``b`` draws its batch at step ``t``
+        from a counter-based generator keyed by ``(seed, b, t)``, so results are the same
+        bit for bit whatever the number of threads or ``chunk``.
 
     Returns
     -------
@@ -148,7 +155,9 @@ def simulate(
     Notes
     -----
     Each step evaluates ``g = grad L(query(state))`` and applies the optimizer's update
-    map with ``eta_t`` from the schedule (see :mod:`minimal_eos.optimizers`).
+    map with ``eta_t`` from the schedule (see :mod:`minimal_eos.optimizers`). For SGD
+    ``g`` is the mini-batch gradient ``(1/|B|) sum_{i in B} grad l_i``; the recorded loss
+    and sharpness are the full ones.
 
     Examples
     --------
@@ -160,11 +169,16 @@ def simulate(
     if not isinstance(model, Model):
         raise ValueError(f"model must be a minimal_eos Model; got {type(model).__name__}")
     optimizer = check_optimizer(optimizer)
-    if optimizer.name not in KERNEL_OPTIMIZERS:
+    stochastic = isinstance(optimizer, SGD)
+    if optimizer.name not in KERNEL_OPTIMIZERS and not stochastic:
         raise ValueError(
-            f"optimizer must be one of {', '.join(map(repr, KERNEL_OPTIMIZERS))} for simulate; "
-            f"got {optimizer.name!r} (run it with reference_run)"
+            f"optimizer must be one of {', '.join(map(repr, [*KERNEL_OPTIMIZERS, 'sgd']))} "
+            f"for simulate; got {optimizer.name!r} (run it with reference_run)"
         )
+    if stochastic:
+        examples = np.ascontiguousarray(model.example_params(), dtype=np.float64)
+        optimizer.check_data(len(examples))
+    seed = positive_int(seed, "seed", minimum=0)
     schedule = check_schedule(schedule)
     steps = positive_int(steps, "steps", minimum=0)
     every = positive_int(every, "every")
@@ -196,13 +210,22 @@ def simulate(
     rec_sharp = np.zeros((n_rec if "sharpness" in save else 0, nb))
     rec_theta = np.zeros((n_rec if "theta" in save else 0, d, nb))
 
-    loop = simulation_kernel(model.kernels())
-    loop(
-        np.ascontiguousarray(th.T), etas, float(optimizer.beta), int(optimizer.code), steps,
-        int(schedule.code), schedule.encode(), model.param_vector(), every,
-        "loss" in save, "sharpness" in save, "theta" in save, bound, tol, max_period, chunk,
-        out_x, out_div, rec_loss, rec_sharp, rec_theta, period,
-    )
+    if stochastic:
+        sgd_kernel(model.kernels())(
+            np.ascontiguousarray(th.T), etas, examples, optimizer.batch_size,
+            optimizer.replacement, seed, steps, int(schedule.code), schedule.encode(),
+            model.param_vector(), every, "loss" in save, "sharpness" in save, "theta" in save,
+            bound, tol, max_period, chunk, out_x, out_div, rec_loss, rec_sharp, rec_theta,
+            period,
+        )
+    else:
+        loop = simulation_kernel(model.kernels())
+        loop(
+            np.ascontiguousarray(th.T), etas, float(optimizer.beta), int(optimizer.code), steps,
+            int(schedule.code), schedule.encode(), model.param_vector(), every,
+            "loss" in save, "sharpness" in save, "theta" in save, bound, tol, max_period, chunk,
+            out_x, out_div, rec_loss, rec_sharp, rec_theta, period,
+        )
 
     t = np.minimum(np.arange(n_rec) * every, steps)
     invalid = None
