@@ -1,4 +1,4 @@
-"""The compiled mini-batch SGD loop (private; see :func:`minimal_eos.simulate`).
+"""The compiled loop of SGD, RMSProp and Adam (private; see :func:`minimal_eos.simulate`).
 
 The loop has the layout of :mod:`minimal_eos._kernels`: chunks of runs in parallel, steps
 outermost, every innermost loop over the chunk's runs. At each step run ``b`` (its index in
@@ -9,6 +9,11 @@ threads or the chunk size. The mini-batch gradient is accumulated example by exa
 example ``i``, each ``grad l_i`` from the model's own gradient kernel given that
 example's parameters (:meth:`minimal_eos.models.Model.example_params`), computed for the
 whole chunk at once and skipped when no run of the chunk drew it.
+
+RMSProp and Adam take the full gradient and update their moment estimates with the same
+floating-point operations, in the same order, as their update maps in
+:mod:`minimal_eos.optimizers` on numpy arrays, so that the loop equals
+:func:`~minimal_eos.optimizers.reference_run` bit for bit.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ def batch_counts(n, batch, replacement, seed, run, step, perm, counts):
 
 
 def sgd_kernel(kernels):
-    """The SGD loop compiled around a model's ``loss``, ``sharp`` and ``grad`` kernels."""
+    """The loop of SGD, RMSProp and Adam compiled around a model's ``loss``, ``sharp`` and
+    ``grad`` kernels."""
     key = id(kernels)
     if key not in _CACHE or _CACHE[key][0] is not kernels:
         loop = _make_sgd_loop(kernels.loss, kernels.sharp, kernels.grad, PERIODS_KERNEL,
@@ -56,14 +62,23 @@ def sgd_kernel(kernels):
 
 
 def _make_sgd_loop(loss_k, sharp_k, grad_k, periods_k, counts_k):
-    def loop(th0, etas, examples, batch, replacement, seed, steps, scode, spar, p, every,
-             save_loss, save_sharp, save_theta, bound, tol, max_period, chunk, x_out, div_out,
-             rec_loss, rec_sharp, rec_theta, period_out):
-        """Run ``steps`` steps of mini-batch SGD; outputs as in the deterministic loop.
+    def loop(th0, etas, opt, hyper, examples, batch, replacement, seed, steps, scode, spar, p,
+             every, save_loss, save_sharp, save_theta, bound, tol, max_period, chunk, x_out,
+             div_out, rec_loss, rec_sharp, rec_theta, period_out):
+        """Run ``steps`` steps of ``opt`` (3 SGD, 4 RMSProp, 5 Adam); outputs as in the loop
+        of the traced maps.
 
-        ``examples`` holds one row of kernel parameters per example, ``p`` the full
-        model's (for the recorded loss and sharpness and the adaptive schedule).
+        ``hyper`` is ``(beta1, beta2, eps, bias_correction)`` (RMSProp reads ``beta2`` and
+        ``eps``). For SGD ``examples`` holds one row of kernel parameters per example; ``p``
+        is the full model's (the adaptive methods' gradient, the recorded loss and
+        sharpness, and the adaptive schedule).
         """
+        b1 = hyper[0]
+        b2 = hyper[1]
+        eps = hyper[2]
+        correct = hyper[3] != 0.0
+        c1 = 1.0 - b1
+        c2 = 1.0 - b2
         d = th0.shape[0]
         nb = th0.shape[1]
         n_ex = examples.shape[0]
@@ -78,6 +93,10 @@ def _make_sgd_loop(loss_k, sharp_k, grad_k, periods_k, counts_k):
             xn = np.empty((d, n))
             g = np.empty((d, n))
             ga = np.empty((d, n))
+            m = np.zeros((d, n))
+            v = np.zeros((d, n))
+            mn = np.empty((d, n))
+            vn = np.empty((d, n))
             counts = np.zeros((n, n_ex))
             perm = np.empty(n_ex, dtype=np.int64)
             used = np.empty(n_ex)
@@ -127,29 +146,52 @@ def _make_sgd_loop(loss_k, sharp_k, grad_k, periods_k, counts_k):
                         for b in range(n):
                             e[b] = etas[lo + b] * f
                     f_prev = f
-                # the mini-batches of every run of the chunk
-                for i in range(n_ex):
-                    used[i] = 0.0
-                for b in range(n):
+                tf = float(t + 1)
+                if opt == 3:
+                    # the mini-batches of every run of the chunk
                     for i in range(n_ex):
-                        counts[b, i] = 0.0
-                    counts_k(n_ex, batch, replacement, seed, lo + b, t, perm, counts[b])
-                    for i in range(n_ex):
-                        used[i] += counts[b, i]
-                for k in range(d):
+                        used[i] = 0.0
                     for b in range(n):
-                        g[k, b] = 0.0
-                for i in range(n_ex):
-                    if used[i] == 0.0:
-                        continue
-                    grad_k(x, 0, n, examples[i], ga)
+                        for i in range(n_ex):
+                            counts[b, i] = 0.0
+                        counts_k(n_ex, batch, replacement, seed, lo + b, t, perm, counts[b])
+                        for i in range(n_ex):
+                            used[i] += counts[b, i]
                     for k in range(d):
                         for b in range(n):
-                            g[k, b] = g[k, b] + counts[b, i] * ga[k, b]
-                tf = float(t + 1)
-                for k in range(d):
-                    for b in range(n):
-                        xn[k, b] = x[k, b] - e[b] * (g[k, b] * inv_batch)
+                            g[k, b] = 0.0
+                    for i in range(n_ex):
+                        if used[i] == 0.0:
+                            continue
+                        grad_k(x, 0, n, examples[i], ga)
+                        for k in range(d):
+                            for b in range(n):
+                                g[k, b] = g[k, b] + counts[b, i] * ga[k, b]
+                    for k in range(d):
+                        for b in range(n):
+                            xn[k, b] = x[k, b] - e[b] * (g[k, b] * inv_batch)
+                elif opt == 4:
+                    grad_k(x, 0, n, p, g)
+                    for k in range(d):
+                        for b in range(n):
+                            gk = g[k, b]
+                            vn[k, b] = b2 * v[k, b] + c2 * gk * gk
+                            xn[k, b] = x[k, b] - e[b] * gk / (np.sqrt(vn[k, b]) + eps)
+                else:
+                    grad_k(x, 0, n, p, g)
+                    bc1 = 1.0 - b1**tf
+                    bc2 = 1.0 - b2**tf
+                    for k in range(d):
+                        for b in range(n):
+                            gk = g[k, b]
+                            mn[k, b] = b1 * m[k, b] + c1 * gk
+                            vn[k, b] = b2 * v[k, b] + c2 * gk * gk
+                            mh = mn[k, b]
+                            vh = vn[k, b]
+                            if correct:
+                                mh = mh / bc1
+                                vh = vh / bc2
+                            xn[k, b] = x[k, b] - e[b] * mh / (np.sqrt(vh) + eps)
                 for b in range(n):
                     ok[b] = 1.0 if death[b] > tf else 0.0
                 for k in range(d):
@@ -160,6 +202,14 @@ def _make_sgd_loop(loss_k, sharp_k, grad_k, periods_k, counts_k):
                 for k in range(d):
                     for b in range(n):
                         x[k, b] = xn[k, b] if ok[b] > 0.0 else x[k, b]
+                if opt >= 4:
+                    for k in range(d):
+                        for b in range(n):
+                            v[k, b] = vn[k, b] if ok[b] > 0.0 else v[k, b]
+                if opt == 5:
+                    for k in range(d):
+                        for b in range(n):
+                            m[k, b] = mn[k, b] if ok[b] > 0.0 else m[k, b]
             for k in range(d):
                 for b in range(n):
                     x_out[k, lo + b] = x[k, b]

@@ -117,8 +117,9 @@ def simulate(
         A :class:`~minimal_eos.models.Model`.
     optimizer
         :class:`~minimal_eos.optimizers.GD`, ``HeavyBall(beta)``, ``Nesterov(beta)``,
-        ``SGD(batch_size, replacement)`` (on a model with per-example losses), or one of the
-        names ``"gd"``, ``"heavy_ball"``, ``"nesterov"``.
+        ``SGD(batch_size, replacement)`` (on a model with per-example losses),
+        ``RMSProp(beta2, eps)``, ``Adam(beta1, beta2, eps, bias_correction)``, or one of the
+        names ``"gd"``, ``"heavy_ball"``, ``"nesterov"``, ``"rmsprop"``, ``"adam"``.
     theta0
         Initial point(s), shape ``(d,)`` or ``(B, d)``.
     steps
@@ -169,15 +170,16 @@ def simulate(
     if not isinstance(model, Model):
         raise ValueError(f"model must be a minimal_eos Model; got {type(model).__name__}")
     optimizer = check_optimizer(optimizer)
-    stochastic = isinstance(optimizer, SGD)
-    if optimizer.name not in KERNEL_OPTIMIZERS and not stochastic:
-        raise ValueError(
-            f"optimizer must be one of {', '.join(map(repr, [*KERNEL_OPTIMIZERS, 'sgd']))} "
-            f"for simulate; got {optimizer.name!r} (run it with reference_run)"
-        )
-    if stochastic:
+    traced = optimizer.name in KERNEL_OPTIMIZERS
+    if isinstance(optimizer, SGD):
         examples = np.ascontiguousarray(model.example_params(), dtype=np.float64)
         optimizer.check_data(len(examples))
+        batch, replacement, hyper = optimizer.batch_size, optimizer.replacement, np.zeros(4)
+    elif not traced:
+        examples = np.ascontiguousarray(model.param_vector(), dtype=np.float64)[None, :]
+        batch, replacement = 1, False
+        hyper = np.array([getattr(optimizer, "beta1", 0.0), optimizer.beta2, optimizer.eps,
+                          float(getattr(optimizer, "bias_correction", False))])
     seed = positive_int(seed, "seed", minimum=0)
     schedule = check_schedule(schedule)
     steps = positive_int(steps, "steps", minimum=0)
@@ -210,10 +212,10 @@ def simulate(
     rec_sharp = np.zeros((n_rec if "sharpness" in save else 0, nb))
     rec_theta = np.zeros((n_rec if "theta" in save else 0, d, nb))
 
-    if stochastic:
+    if not traced:
         sgd_kernel(model.kernels())(
-            np.ascontiguousarray(th.T), etas, examples, optimizer.batch_size,
-            optimizer.replacement, seed, steps, int(schedule.code), schedule.encode(),
+            np.ascontiguousarray(th.T), etas, int(optimizer.code), hyper, examples, batch,
+            replacement, seed, steps, int(schedule.code), schedule.encode(),
             model.param_vector(), every, "loss" in save, "sharpness" in save, "theta" in save,
             bound, tol, max_period, chunk, out_x, out_div, rec_loss, rec_sharp, rec_theta,
             period,
