@@ -187,11 +187,6 @@ class SGD:
             raise ValueError(f"replacement must be True or False; got {self.replacement!r}")
         object.__setattr__(self, "replacement", bool(self.replacement))
 
-    @property
-    def beta(self) -> float:
-        """Momentum coefficient (zero)."""
-        return 0.0
-
     def init(self, theta) -> State:
         """State ``(theta, 0)``."""
         return theta, theta * 0
