@@ -17,7 +17,14 @@ It also measures the latency of the first simulate() call in a new process (kern
 built and compiled, or loaded from the disk cache), in a fresh interpreter with an empty
 kernel cache and then with the cache that the first one left.
 
-Run: ``python -m benchmarks.simulate_throughput [--runs 10000 --steps 10000]``.
+It also times mini-batch SGD (batch 4, without replacement) against GD on the same
+finite-sum model, logistic regression on 16 points in 2 dimensions, both through simulate()
+with all threads: SGD draws its batches from the counter-based generator and accumulates
+the gradients of the examples drawn (see minimal_eos._sgd), GD runs the fused full-batch
+kernel.
+
+Run: ``python -m benchmarks.simulate_throughput [--runs 10000 --steps 10000]``
+(``--sgd-only`` for the SGD line alone).
 Prints updates per second (one update = one step of one run) and the ratios.
 """
 
@@ -35,7 +42,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from minimal_eos import GD, ScalarNetwork, simulate
+from minimal_eos import GD, SGD, LogisticRegression, ScalarNetwork, simulate
 
 BOUND = 1e8
 X0, Y0 = 1.5, 0.3
@@ -171,6 +178,29 @@ def first_call_latency(folder: str) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
+def sgd_against_gd(runs: int, steps: int, repeats: int) -> tuple[float, float]:
+    """(GD, SGD) updates per second on logistic regression, 16 points in 2 dimensions."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 2))
+    model = LogisticRegression(x, np.where(x[:, 0] > 0, 1.0, -1.0))
+    etas = np.linspace(0.1, 4.0, runs)
+    out = []
+    for opt in (GD(), SGD(4)):
+        simulate(model, opt, [0.5, -0.5], 2, eta=etas[:4], save=())  # compile
+        secs, _ = best_of(repeats, lambda opt=opt: simulate(model, opt, [0.5, -0.5], steps,
+                                                            eta=etas, save=()))
+        out.append(runs * steps / secs)
+    return out[0], out[1]
+
+
+def print_sgd_line(runs: int, steps: int, repeats: int) -> None:
+    gd, sgd = sgd_against_gd(runs, steps, repeats)
+    print(f"SGD (batch 4 of 16) vs GD, logistic regression in 2-D: {runs} runs x {steps} steps")
+    print(f"  GD  {gd:10.4g} updates/s")
+    print(f"  SGD {sgd:10.4g} updates/s")
+    print(f"  ratio SGD / GD per update                  {sgd / gd:8.2f}")
+
+
 def best_of(repeats: int, fn):
     """Smallest wall time of ``repeats`` calls of ``fn``, and its last result."""
     best, out = np.inf, None
@@ -187,9 +217,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10_000, help="steps per run")
     parser.add_argument("--python-runs", type=int, default=8, help="subsample for pure Python")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    parser.add_argument("--sgd-only", action="store_true", help="only the SGD/GD line")
     args = parser.parse_args(argv)
     if args.runs < 2 or args.steps < 1 or args.repeats < 1:
         parser.error("--runs must be >= 2, --steps >= 1 and --repeats >= 1")
+    if args.sgd_only:
+        print_sgd_line(args.runs, args.steps, args.repeats)
+        return 0
 
     nb, steps = args.runs, args.steps
     etas = np.linspace(0.01, 1.5, nb)
@@ -251,6 +285,7 @@ def main(argv=None) -> int:
     print(f"  warm kernel cache (loads from disk)        {warm[1]:8.2f} s")
     print(f"  ratio cold / warm                          {cold[1] / warm[1]:8.1f}")
     print(f"  (import minimal_eos: {cold[0]:.2f} s cold, {warm[0]:.2f} s warm)")
+    print_sgd_line(nb, max(1, steps // 10), args.repeats)
     x_sim = res.final_theta[:, 0]
     print("final iterates and divergence steps identical, bit for bit:")
     print(f"  to numpy: {np.array_equal(x_sim, xn) and np.array_equal(res.diverged_at, dn)}")

@@ -9,6 +9,7 @@ from .flows import central_flow, gradient_flow
 from .models import (
     CubicModel,
     DiagonalNetwork,
+    FiniteSumQuadratic,
     LogisticRegression,
     Model,
     ProductModel,
@@ -21,7 +22,17 @@ from .models import (
     dln_gd,
     logistic_gd,
 )
-from .optimizers import GD, HeavyBall, Nesterov, get_optimizer, reference_run
+from .optimizers import (
+    GD,
+    SGD,
+    Adam,
+    FrozenPreconditioner,
+    HeavyBall,
+    Nesterov,
+    RMSProp,
+    get_optimizer,
+    reference_run,
+)
 from .schedules import Adaptive, Constant, Drop, Warmup, get_schedule
 from .simulate import SimulationResult, Status, simulate
 from .stabilization import (
@@ -34,17 +45,22 @@ from .symbolic import SymbolicLoss
 
 __all__ = [
     "GD",
+    "SGD",
+    "Adam",
     "Adaptive",
     "Constant",
     "CubicModel",
     "DiagonalNetwork",
     "Drop",
+    "FiniteSumQuadratic",
+    "FrozenPreconditioner",
     "HeavyBall",
     "LogisticRegression",
     "Model",
     "Nesterov",
     "ProductModel",
     "Quadratic",
+    "RMSProp",
     "ReducedMap",
     "ScalarNetwork",
     "SharpeningValley",

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from .optimizers import OPTIMIZERS
+from .optimizers import KERNEL_OPTIMIZERS
 
 
 class _Tape:
@@ -137,4 +137,4 @@ def trace_rule(cls, k: int | str = "") -> TracedRule:
 
 def traced_rules(k: int | str = "") -> list[TracedRule]:
     """:func:`trace_rule` of every optimizer of :mod:`minimal_eos.optimizers`, by code."""
-    return sorted((trace_rule(cls, k) for cls in OPTIMIZERS.values()), key=lambda r: r.code)
+    return sorted((trace_rule(cls, k) for cls in KERNEL_OPTIMIZERS.values()), key=lambda r: r.code)

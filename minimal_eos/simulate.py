@@ -10,8 +10,9 @@ import numpy as np
 
 from ._checks import batch_of_runs, positive_float, positive_int, record_count
 from ._kernels import PERIODS_KERNEL, simulation_kernel
+from ._sgd import sgd_kernel
 from .models.base import Model
-from .optimizers import Optimizer, check_optimizer
+from .optimizers import KERNEL_OPTIMIZERS, SGD, Optimizer, check_optimizer
 from .schedules import Schedule, check_schedule
 
 SAVE_FIELDS = ("loss", "sharpness", "theta")
@@ -102,6 +103,7 @@ def simulate(
     max_period: int = 64,
     divergence_bound: float = 1e8,
     chunk: int = 256,
+    seed: int = 0,
 ) -> SimulationResult:
     """Run ``optimizer`` on ``model`` for a batch of (step size, initialisation) pairs.
 
@@ -114,8 +116,10 @@ def simulate(
     model
         A :class:`~minimal_eos.models.Model`.
     optimizer
-        :class:`~minimal_eos.optimizers.GD`, ``HeavyBall(beta)``, ``Nesterov(beta)``, or
-        one of the names ``"gd"``, ``"heavy_ball"``, ``"nesterov"``.
+        :class:`~minimal_eos.optimizers.GD`, ``HeavyBall(beta)``, ``Nesterov(beta)``,
+        ``SGD(batch_size, replacement)`` (on a model with per-example losses),
+        ``RMSProp(beta2, eps)``, ``Adam(beta1, beta2, eps, bias_correction)``, or one of the
+        names ``"gd"``, ``"heavy_ball"``, ``"nesterov"``, ``"rmsprop"``, ``"adam"``.
     theta0
         Initial point(s), shape ``(d,)`` or ``(B, d)``.
     steps
@@ -140,6 +144,10 @@ def simulate(
         (or non-finite).
     chunk
         Runs per parallel chunk (tuning only; results do not depend on it).
+    seed
+        For SGD: the seed of the mini-batch draws. Run ``b`` draws its batch at step ``t``
+        from a counter-based generator keyed by ``(seed, b, t)``, so results are the same
+        bit for bit whatever the number of threads or ``chunk``.
 
     Returns
     -------
@@ -148,7 +156,9 @@ def simulate(
     Notes
     -----
     Each step evaluates ``g = grad L(query(state))`` and applies the optimizer's update
-    map with ``eta_t`` from the schedule (see :mod:`minimal_eos.optimizers`).
+    map with ``eta_t`` from the schedule (see :mod:`minimal_eos.optimizers`). For SGD
+    ``g`` is the mini-batch gradient ``(1/|B|) sum_{i in B} grad l_i``; the recorded loss
+    and sharpness are the full ones.
 
     Examples
     --------
@@ -160,6 +170,17 @@ def simulate(
     if not isinstance(model, Model):
         raise ValueError(f"model must be a minimal_eos Model; got {type(model).__name__}")
     optimizer = check_optimizer(optimizer)
+    traced = optimizer.name in KERNEL_OPTIMIZERS
+    if isinstance(optimizer, SGD):
+        examples = np.ascontiguousarray(model.example_params(), dtype=np.float64)
+        optimizer.check_data(len(examples))
+        batch, replacement, hyper = optimizer.batch_size, optimizer.replacement, np.zeros(4)
+    elif not traced:
+        examples = np.ascontiguousarray(model.param_vector(), dtype=np.float64)[None, :]
+        batch, replacement = 1, False
+        hyper = np.array([getattr(optimizer, "beta1", 0.0), optimizer.beta2, optimizer.eps,
+                          float(getattr(optimizer, "bias_correction", False))])
+    seed = positive_int(seed, "seed", minimum=0)
     schedule = check_schedule(schedule)
     steps = positive_int(steps, "steps", minimum=0)
     every = positive_int(every, "every")
@@ -191,13 +212,22 @@ def simulate(
     rec_sharp = np.zeros((n_rec if "sharpness" in save else 0, nb))
     rec_theta = np.zeros((n_rec if "theta" in save else 0, d, nb))
 
-    loop = simulation_kernel(model.kernels())
-    loop(
-        np.ascontiguousarray(th.T), etas, float(optimizer.beta), int(optimizer.code), steps,
-        int(schedule.code), schedule.encode(), model.param_vector(), every,
-        "loss" in save, "sharpness" in save, "theta" in save, bound, tol, max_period, chunk,
-        out_x, out_div, rec_loss, rec_sharp, rec_theta, period,
-    )
+    if not traced:
+        sgd_kernel(model.kernels())(
+            np.ascontiguousarray(th.T), etas, int(optimizer.code), hyper, examples, batch,
+            replacement, seed, steps, int(schedule.code), schedule.encode(),
+            model.param_vector(), every, "loss" in save, "sharpness" in save, "theta" in save,
+            bound, tol, max_period, chunk, out_x, out_div, rec_loss, rec_sharp, rec_theta,
+            period,
+        )
+    else:
+        loop = simulation_kernel(model.kernels())
+        loop(
+            np.ascontiguousarray(th.T), etas, float(optimizer.beta), int(optimizer.code), steps,
+            int(schedule.code), schedule.encode(), model.param_vector(), every,
+            "loss" in save, "sharpness" in save, "theta" in save, bound, tol, max_period, chunk,
+            out_x, out_div, rec_loss, rec_sharp, rec_theta, period,
+        )
 
     t = np.minimum(np.arange(n_rec) * every, steps)
     invalid = None

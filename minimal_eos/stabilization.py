@@ -32,6 +32,7 @@ from scipy.integrate import solve_ivp
 from scipy.special import lambertw
 
 from ._checks import as_float_array, positive_float, positive_int
+from ._random import normal
 from .flows import _Evaluator
 from .models.base import Model
 
@@ -53,6 +54,255 @@ def _reduced_run(x0, y0, eta, alpha, beta, steps, xs, ys):
             y = ys[t, b]
             xs[t + 1, b] = -(1.0 + eta * y) * x
             ys[t + 1, b] = y + eta * (alpha - 0.5 * beta * x * x)
+
+
+@numba.njit(nogil=True, error_model="numpy", parallel=True)
+def _stochastic_run(x0, y0, eta, alpha, beta, damping, noise, steps, burn, seed, keep, xs,
+                    ys, y_mean, x2_mean, died):
+    """The reduced map with gradient noise along ``u``, run by run (parallel over runs).
+
+    Run ``b`` draws its noise at step ``t`` from ``normal(seed, b, t, 0)``, so the result
+    does not depend on the threads. Averages of ``y`` and ``x^2`` over ``burn <= t <= steps``
+    go to ``y_mean`` and ``x2_mean``; ``died[b]`` is the first step whose iterate is not
+    finite (-1 if none). With ``keep`` the iterates are written to ``xs, ys``.
+    """
+    nb = x0.shape[0]
+    for b in numba.prange(nb):
+        x = x0[b]
+        y = y0[b]
+        sy = 0.0
+        sx2 = 0.0
+        died[b] = -1
+        if keep:
+            xs[0, b] = x
+            ys[0, b] = y
+        for t in range(steps + 1):
+            if t >= burn:
+                sy += y
+                sx2 += x * x
+            if t == steps:
+                break
+            xi = noise * normal(seed, b, t, 0)
+            x_new = -(1.0 + eta * y) * x - eta * xi
+            y = y + eta * (alpha - damping * y - 0.5 * beta * x * x)
+            x = x_new
+            if not (np.isfinite(x) and np.isfinite(y)):
+                died[b] = t + 1
+                break
+            if keep:
+                xs[t + 1, b] = x
+                ys[t + 1, b] = y
+        count = steps + 1 - burn
+        y_mean[b] = sy / count
+        x2_mean[b] = sx2 / count
+
+
+def stochastic_sharpness_gap(eta: float, alpha: float, beta: float, sigma_u2: float) -> float:
+    """Predicted equilibrium gap of the sharpness below ``2 / eta`` under gradient noise.
+
+    Parameters
+    ----------
+    eta
+        Step size, > 0.
+    alpha
+        Progressive-sharpening rate, > 0.
+    beta
+        Self-stabilization strength ``|grad S|^2``, > 0.
+    sigma_u2
+        Variance of the gradient noise projected on the top eigenvector ``u``, >= 0.
+
+    Returns
+    -------
+    float
+        ``Delta S = eta beta sigma_u2 / (4 alpha)``: the time-averaged sharpness settles at
+        ``2 / eta - Delta S``.
+
+    Notes
+    -----
+    SGD's gradient is ``grad L + xi`` with ``E xi = 0``; its component along ``u`` enters
+    the reduced map through the step, ``x+ = -(1 + eta y) x - eta xi_u`` (variance
+    ``eta^2 sigma_u2``), while ``y+ = y + eta (alpha - beta x^2 / 2)`` is unchanged. In a
+    stationary state ``E[y+ - y] = 0`` gives ``E x^2 = 2 alpha / beta``, as without noise.
+    Taking ``y`` as slow against ``x``,
+    ``E x^2 = (1 + eta y)^2 E x^2 + eta^2 sigma_u2``; to first order in ``eta y``,
+    ``-2 eta y E x^2 = eta^2 sigma_u2``, so ``-y = eta beta sigma_u2 / (4 alpha)``. Additive
+    noise of variance ``s^2`` directly on ``x`` would give ``beta s^2 / (4 alpha eta)``
+    instead. Neglected: the ``eta^2 E y^2`` term and the correlation of ``y`` with ``x^2``,
+    which grow with the noise (see :func:`stochastic_equilibrium`).
+
+    References
+    ----------
+    Liao, Kolomvaki, Kyrillidis, arXiv 2604.21016; Damian, Nichani, Lee, arXiv 2209.15594.
+
+    Examples
+    --------
+    >>> stochastic_sharpness_gap(0.1, 1.0, 2.0, 0.5)
+    0.025
+    """
+    eta = positive_float(eta, "eta")
+    alpha = positive_float(alpha, "alpha")
+    beta = positive_float(beta, "beta")
+    sigma_u2 = positive_float(sigma_u2, "sigma_u2", allow_zero=True)
+    return eta * beta * sigma_u2 / (4.0 * alpha)
+
+
+@dataclass(frozen=True)
+class StochasticEquilibrium:
+    """Time averages of the stochastic reduced map (see :func:`stochastic_equilibrium`).
+
+    Attributes
+    ----------
+    gap
+        Measured gap ``-mean y`` (sharpness below ``2/eta``), averaged over the runs.
+    gap_stderr
+        Its standard error over the runs.
+    predicted
+        :func:`stochastic_sharpness_gap`.
+    x2
+        Time- and run-averaged ``x^2`` (``2 alpha / beta`` in a stationary state).
+    diverged
+        Number of runs that left the finite numbers (excluded from the averages).
+    runs
+        Number of runs.
+    """
+
+    gap: float
+    gap_stderr: float
+    predicted: float
+    x2: float
+    diverged: int
+    runs: int
+
+    @property
+    def relative_error(self) -> float:
+        """``|gap - predicted| / predicted``."""
+        return abs(self.gap - self.predicted) / self.predicted
+
+
+def stochastic_equilibrium(
+    rmap: ReducedMap,
+    sigma_u2: float,
+    *,
+    steps: int,
+    burn_in: int,
+    damping: float = 0.0,
+    runs: int = 16,
+    seed: int = 0,
+) -> StochasticEquilibrium:
+    """Measure the equilibrium sharpness gap of the reduced map under gradient noise.
+
+    Parameters
+    ----------
+    rmap
+        The reduced map ``(eta, alpha, beta)``.
+    sigma_u2
+        Variance of the gradient noise along ``u``, > 0.
+    steps
+        Steps per run.
+    burn_in
+        Steps discarded before the time average, ``< steps``.
+    damping
+        ``h >= 0``: the second update gains ``- eta h y`` (0 is the map of Damian et al.).
+    runs
+        Independent runs (noise seeds ``(seed, run)``), each started at the centre
+        ``(x, y) = (sqrt(2 alpha / beta), 0)``.
+    seed
+        Seed of the counter-based noise: the result is the same bit for bit whatever the
+        number of threads.
+
+    Returns
+    -------
+    StochasticEquilibrium
+
+    Notes
+    -----
+    Iterates ``x+ = -(1 + eta y) x - eta sigma_u xi_t``, ``y+ = y + eta (alpha - beta x^2/2)``
+    with ``xi_t`` standard normal, and compares ``-mean y`` with
+    :func:`stochastic_sharpness_gap`.
+    """
+    if not isinstance(rmap, ReducedMap):
+        raise ValueError(f"rmap must be a ReducedMap; got {type(rmap).__name__}")
+    sigma_u2 = positive_float(sigma_u2, "sigma_u2")
+    damping = positive_float(damping, "damping", allow_zero=True)
+    steps = positive_int(steps, "steps")
+    burn_in = positive_int(burn_in, "burn_in", minimum=0)
+    if burn_in >= steps:
+        raise ValueError(f"burn_in must be < steps ({steps}); got {burn_in}")
+    runs = positive_int(runs, "runs")
+    seed = positive_int(seed, "seed", minimum=0)
+    x0 = np.full(runs, np.sqrt(rmap.sigma2))
+    y_mean, x2_mean = np.empty(runs), np.empty(runs)
+    died = np.empty(runs, dtype=np.int64)
+    empty = np.empty((0, 0))
+    _stochastic_run(x0, np.zeros(runs), rmap.eta, rmap.alpha, rmap.beta, damping, np.sqrt(sigma_u2),
+                    steps, burn_in, seed, False, empty, empty, y_mean, x2_mean, died)
+    ok = died < 0
+    gaps = -y_mean[ok]
+    n = int(ok.sum())
+    gap = float(gaps.mean()) if n else float("nan")
+    err = float(gaps.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return StochasticEquilibrium(
+        gap=gap,
+        gap_stderr=err,
+        predicted=stochastic_sharpness_gap(rmap.eta, rmap.alpha, rmap.beta, sigma_u2),
+        x2=float(x2_mean[ok].mean()) if n else float("nan"),
+        diverged=runs - n,
+        runs=runs,
+    )
+
+
+def stochastic_gd(model: Model, theta0, steps: int, *, eta: float, sigma_u2: float, u,
+                  seed: int = 0, run: int = 0) -> np.ndarray:
+    """GD with Gaussian gradient noise along a fixed direction ``u``: the noisy cubic model.
+
+    Parameters
+    ----------
+    model
+        Any :class:`~minimal_eos.models.Model` (e.g. :meth:`CubicModel.at_edge`).
+    theta0
+        Start, shape ``(dim,)``.
+    steps
+        Number of steps.
+    eta
+        Step size, > 0.
+    sigma_u2
+        Noise variance along ``u``, >= 0.
+    u
+        The noise direction (normalised here), shape ``(dim,)``: the top eigenvector at the
+        reference point.
+    seed, run
+        Keys of the counter-based draws: step ``t`` uses the same standard normal as step
+        ``t`` of run ``run`` of :meth:`ReducedMap.run_stochastic` with this seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        The iterates, shape ``(steps + 1, dim)``.
+
+    Notes
+    -----
+    ``w+ = w - eta (grad L(w) + sigma_u xi_t u)`` with ``xi_t`` standard normal. On
+    :meth:`CubicModel.at_edge` (``h = 0``) it is, in the frame's coordinates
+    ``(x, Y = sqrt(beta) y)``, exactly the stochastic reduced map
+    ``x+ = -(1 + eta Y) x - eta sigma_u xi``, ``Y+ = Y + eta (alpha - beta x^2 / 2)``.
+    """
+    _check_model(model)
+    w = model.check_theta(theta0, "theta0").astype(float)
+    steps = positive_int(steps, "steps", minimum=0)
+    eta = positive_float(eta, "eta")
+    noise = np.sqrt(positive_float(sigma_u2, "sigma_u2", allow_zero=True))
+    direction = as_float_array(u, "u", ndim=1)
+    if direction.shape != (model.dim,) or not np.linalg.norm(direction) > 0:
+        raise ValueError(f"u must be a nonzero vector of shape ({model.dim},)")
+    direction = direction / np.linalg.norm(direction)
+    seed = positive_int(seed, "seed", minimum=0)
+    run = positive_int(run, "run", minimum=0)
+    out = np.empty((steps + 1, model.dim))
+    out[0] = w
+    for t in range(steps):
+        w = w - eta * (model.grad(w) + noise * normal(seed, run, t, 0) * direction)
+        out[t + 1] = w
+    return out
 
 
 @dataclass(frozen=True)
@@ -159,6 +409,37 @@ class ReducedMap:
                      self.eta, self.alpha, self.beta, steps, xs, ys)
         if np.ndim(x0) == 0 and np.ndim(y0) == 0:
             return xs[:, 0], ys[:, 0]
+        return xs, ys
+
+    def run_stochastic(self, x0, y0, steps: int, sigma_u2: float, *, damping: float = 0.0,
+                       seed: int = 0, runs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Iterate the map with gradient noise along ``u``, ``runs`` times from ``(x0, y0)``.
+
+        ``x+ = -(1 + eta y) x - eta sigma_u xi``, ``y+ = y + eta (alpha - beta x^2 / 2)``,
+        with ``xi`` standard normal drawn from a counter-based generator keyed by
+        ``(seed, run, step)`` (see :func:`stochastic_sharpness_gap` for why the noise enters
+        through the step). With ``damping = h > 0`` the second update gains ``- eta h y``
+        (:meth:`CubicModel.at_edge` with damping). A run that leaves the finite numbers
+        stops; its later entries are NaN.
+
+        Returns
+        -------
+        x, y
+            Shape ``(steps + 1, runs)``.
+        """
+        steps = positive_int(steps, "steps", minimum=0)
+        sigma_u2 = positive_float(sigma_u2, "sigma_u2", allow_zero=True)
+        damping = positive_float(damping, "damping", allow_zero=True)
+        seed = positive_int(seed, "seed", minimum=0)
+        runs = positive_int(runs, "runs")
+        x0a = np.broadcast_to(as_float_array(x0, "x0", ndim=0), (runs,)).copy()
+        y0a = np.broadcast_to(as_float_array(y0, "y0", ndim=0), (runs,)).copy()
+        xs = np.full((steps + 1, runs), np.nan)
+        ys = np.full((steps + 1, runs), np.nan)
+        scratch = np.empty(runs)
+        _stochastic_run(x0a, y0a, self.eta, self.alpha, self.beta, damping, np.sqrt(sigma_u2),
+                        steps, 0, seed, True, xs, ys, scratch, scratch.copy(),
+                        np.empty(runs, dtype=np.int64))
         return xs, ys
 
     def conserved(self, x, y):

@@ -31,9 +31,12 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {"eta": (0.05, 3.0), "beta": (0
 def update_matrix(optimizer, a: sp.Symbol = a_sym, eta: sp.Symbol = eta_sym) -> sp.Matrix:
     """The matrix ``M`` of the optimizer's update on ``f(x) = a x^2 / 2``.
 
-    The optimizer's ``init``, ``query`` and ``update`` rules are applied to symbols; state
-    components that never change and never feed the others (the velocity of plain GD) are
-    dropped, since their eigenvalue 1 says nothing about stability.
+    The optimizer's ``init``, ``query`` and ``update`` rules are applied to symbols (a map
+    without ``init`` has the state ``(x, v)``); state components that never change and never
+    feed the others (the velocity of plain GD) are dropped, since their eigenvalue 1 says
+    nothing about stability. A map that is not linear in its state on the quadratic (Adam,
+    RMSProp) is refused: its linear view with a frozen preconditioner (``opt.frozen()``,
+    where ``a`` stands for an eigenvalue of ``P^{-1} H``) has the threshold.
 
     Examples
     --------
@@ -43,10 +46,16 @@ def update_matrix(optimizer, a: sp.Symbol = a_sym, eta: sp.Symbol = eta_sym) -> 
     [-a*eta + 1, beta],
     [    -a*eta, beta]])
     """
-    x, v = sp.symbols("_x _v")
-    state = (x, v)
+    x = sp.Symbol("_x")
+    size = len(optimizer.init(x)) if hasattr(optimizer, "init") else 2
+    state = (x, sp.Symbol("_v"), *sp.symbols(f"_s2:{size}"))[:size]
     new = optimizer.update(state, a * optimizer.query(state), eta)
     m = sp.Matrix([[sp.expand(sp.diff(ni, s)) for s in state] for ni in new])
+    if m.free_symbols & set(state):
+        raise ValueError(
+            f"the update of {type(optimizer).__name__} is not linear in its state on a "
+            f"quadratic; derive the threshold of its frozen() view"
+        )
     keep = [
         j for j in range(m.shape[0])
         if not (m.row(j) == sp.eye(m.shape[0]).row(j) and m.col(j) == sp.eye(m.shape[0]).col(j))
@@ -220,21 +229,97 @@ def _first_loss_of_stability(m, a, vals, numeric) -> float | None:
 
 
 def known_thresholds() -> dict[str, sp.Expr]:
-    """The closed forms the derivation must reproduce, in ``eta`` and ``beta``."""
+    """The closed forms the derivation must reproduce, in ``eta`` and ``beta``.
+
+    For ``"sgd"`` the sharpness is the batch sharpness; for ``"rmsprop"`` and ``"adam"``
+    (momentum ``beta1 = beta``) it is the preconditioned sharpness ``lambda_max(P^{-1} H)``.
+    """
     return {
         "gd": 2 / eta_sym,
         "heavy_ball": 2 * (1 + beta_sym) / eta_sym,
         "nesterov": (2 + 2 * beta_sym) / ((1 + 2 * beta_sym) * eta_sym),
+        "sgd": 2 / eta_sym,
+        "rmsprop": 2 / eta_sym,
+        "adam": (2 + 2 * beta_sym) / ((1 - beta_sym) * eta_sym),
     }
 
 
 def derive_all(names: Sequence[str] = ("gd", "heavy_ball", "nesterov")) -> dict[str, Threshold]:
-    """Derive the thresholds of the named optimizers, with a symbolic momentum ``beta``."""
-    from .optimizers import OPTIMIZERS
+    """Derive the thresholds of the named optimizers, with a symbolic momentum ``beta``.
+
+    ``"rmsprop"`` and ``"adam"`` are derived from their frozen-preconditioner views (Adam's
+    ``beta1`` is the symbol ``beta``), ``"sgd"`` from its update on a mini-batch quadratic.
+    """
+    from .optimizers import OPTIMIZERS, Adam, RMSProp
 
     out = {}
     for name in names:
         cls = OPTIMIZERS[name]
-        opt = cls() if name == "gd" else cls(beta=beta_sym)
+        if name == "adam":
+            opt = Adam(beta1=beta_sym).frozen()
+        elif name == "rmsprop":
+            opt = RMSProp().frozen()
+        elif name in ("gd", "sgd"):
+            opt = cls()
+        else:
+            opt = cls(beta=beta_sym)
         out[name] = stability_threshold(opt)
     return out
+
+
+def preconditioned_sharpness(hessian, p) -> float:
+    """Largest eigenvalue of ``P^{-1} H``, i.e. of ``P^{-1/2} H P^{-1/2}``.
+
+    Parameters
+    ----------
+    hessian
+        A symmetric matrix ``H``, shape ``(d, d)``.
+    p
+        The preconditioner: a positive vector (the diagonal of ``P``), shape ``(d,)``, or a
+        symmetric positive definite matrix, shape ``(d, d)``.
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    ``P^{-1} H`` is similar to the symmetric ``P^{-1/2} H P^{-1/2}``, so its eigenvalues are
+    real; with ``P = Q diag(q) Q^T``, ``P^{-1/2} = Q diag(q^{-1/2}) Q^T``. This is the
+    quantity that an adaptive method with frozen preconditioner ``P`` compares with its
+    threshold (:class:`~minimal_eos.optimizers.FrozenPreconditioner`).
+
+    References
+    ----------
+    Cohen et al., arXiv 2207.14484.
+
+    Examples
+    --------
+    >>> preconditioned_sharpness(np.diag([4.0, 1.0]), np.array([2.0, 0.25]))
+    4.0
+    """
+    h = np.asarray(hessian, dtype=float)
+    if h.ndim != 2 or h.shape[0] != h.shape[1] or not np.all(np.isfinite(h)):
+        raise ValueError(f"hessian must be a finite square matrix; got shape {h.shape}")
+    if not np.allclose(h, h.T, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(h).max())):
+        raise ValueError("hessian must be symmetric")
+    pm = np.asarray(p, dtype=float)
+    if pm.shape not in ((h.shape[0],), h.shape) or not np.all(np.isfinite(pm)):
+        raise ValueError(
+            f"p must be a finite vector of shape ({h.shape[0]},) or a matrix of shape "
+            f"{h.shape}; got shape {pm.shape}"
+        )
+    if pm.ndim == 1:
+        if not np.all(pm > 0):
+            raise ValueError("p must be positive")
+        root = 1.0 / np.sqrt(pm)
+        sym = root[:, None] * h * root[None, :]
+    else:
+        if not np.allclose(pm, pm.T, rtol=1e-12, atol=0.0):
+            raise ValueError("p must be symmetric")
+        q, basis = np.linalg.eigh(pm)
+        if not np.all(q > 0):
+            raise ValueError("p must be positive definite")
+        inv_root = (basis / np.sqrt(q)) @ basis.T
+        sym = inv_root @ h @ inv_root
+    return float(np.linalg.eigvalsh(0.5 * (sym + sym.T))[-1])

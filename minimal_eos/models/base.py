@@ -121,6 +121,42 @@ class Model(abc.ABC):
         )
         return out[:, 0]
 
+    # -- finite sums ---------------------------------------------------------------------
+    def example_params(self) -> np.ndarray:
+        """Kernel parameters of each example's loss, shape ``(n, P)``.
+
+        Row ``i`` makes the model's kernels compute the loss ``l_i`` of example ``i`` alone,
+        with ``L = (1/n) sum_i l_i``; mini-batch SGD samples these rows. Models with data
+        override this; the others have no per-example losses and raise a ValueError.
+        """
+        raise ValueError(
+            f"the {type(self).__name__} model has no per-example losses: SGD needs a "
+            f"finite-sum model (TwoLayerNetwork, LogisticRegression, DiagonalNetwork, "
+            f"FiniteSumQuadratic)"
+        )
+
+    def example_losses(self, theta) -> np.ndarray:
+        """The per-example losses ``l_i(theta)``, shape ``(n,)`` (their mean is ``L``)."""
+        col = self._column(theta)
+        rows = self.example_params()
+        out = np.empty(1)
+        losses = np.empty(len(rows))
+        for i, row in enumerate(rows):
+            self.kernels().loss(col, 0, 1, row, out)
+            losses[i] = out[0]
+        return losses
+
+    def example_grads(self, theta) -> np.ndarray:
+        """The per-example gradients ``grad l_i(theta)``, shape ``(n, dim)``."""
+        col = self._column(theta)
+        rows = self.example_params()
+        out = np.empty((self.dim, 1))
+        grads = np.empty((len(rows), self.dim))
+        for i, row in enumerate(rows):
+            self.kernels().grad(col, 0, 1, row, out)
+            grads[i] = out[:, 0]
+        return grads
+
     def grad_sharpness(self, theta) -> np.ndarray:
         """Gradient of the sharpness, ``grad S = D^3 L[u, u]`` with ``u`` the top eigenvector.
 

@@ -329,6 +329,13 @@ class DiagonalNetwork(Model):
              self.hessian_data.ravel()]
         )
 
+    def example_params(self) -> np.ndarray:
+        """Row ``i``: the loss ``(x_i . beta - y_i)^2 / 2`` of point ``i`` alone."""
+        return np.stack([
+            DiagonalNetwork(self.X[i:i + 1], self.y[i:i + 1], self.parametrization).param_vector()
+            for i in range(self.n)
+        ])
+
     def kernels(self) -> Kernels:
         return cached_kernels("diagonal-network", _diagonal_kernels)
 

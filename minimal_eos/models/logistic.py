@@ -205,6 +205,11 @@ class LogisticRegression(Model):
     def param_vector(self) -> np.ndarray:
         return np.concatenate([[float(self.n)], self.X.ravel(), self.y])
 
+    def example_params(self) -> np.ndarray:
+        """Row ``i``: the loss ``ln(1 + exp(-y_i x_i . w))`` of point ``i`` alone."""
+        return np.stack([LogisticRegression(self.X[i:i + 1], self.y[i:i + 1]).param_vector()
+                         for i in range(self.n)])
+
     def kernels(self) -> Kernels:
         return cached_kernels("logistic-regression", _logistic_kernels)
 

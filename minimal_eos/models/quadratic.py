@@ -158,3 +158,74 @@ class Quadratic(Model):
         wv = sp.Matrix(w)
         expr = (wv.T * hm * wv)[0, 0] / 2 + sum(bi * wi for bi, wi in zip(bs, w, strict=True))
         return SymbolicLoss(w, expr, (*hs, *bs))
+
+
+@dataclass(frozen=True, eq=False)
+class FiniteSumQuadratic(Model):
+    """``L(w) = (1/n) sum_i l_i(w)`` with ``l_i(w) = 1/2 w^T H_i w + b_i^T w``.
+
+    Parameters
+    ----------
+    hessians
+        The per-example Hessians ``H_i``, shape ``(n, d, d)``, each symmetric.
+    linears
+        The per-example linear terms ``b_i``, shape ``(n, d)``; zeros by default.
+
+    Notes
+    -----
+    The full loss is the quadratic of Hessian ``H = mean_i H_i`` and linear term
+    ``b = mean_i b_i`` (same kernels as :class:`Quadratic`); mini-batch SGD samples the
+    ``l_i``. A mini-batch ``B`` sees ``H_B = mean_{i in B} H_i``: with different ``H_i`` the
+    batch sharpness differs from the full one.
+
+    Examples
+    --------
+    >>> m = FiniteSumQuadratic([[[2.0]], [[4.0]]], [[1.0], [-1.0]])
+    >>> m.sharpness([0.0]), m.example_losses([1.0]).tolist()
+    (3.0, [2.0, 1.0])
+    """
+
+    hessians: np.ndarray
+    linears: np.ndarray | None = None
+    name: ClassVar[str] = "finite-sum-quadratic"
+
+    def __post_init__(self) -> None:
+        h = as_float_array(self.hessians, "hessians", ndim=3)
+        n, d, d2 = h.shape
+        if n == 0 or d == 0 or d != d2:
+            raise ValueError(f"hessians must have shape (n, d, d) with n, d >= 1; got {h.shape}")
+        if not np.allclose(h, np.swapaxes(h, 1, 2), rtol=1e-12, atol=1e-12):
+            raise ValueError("hessians must be symmetric matrices")
+        b = np.zeros((n, d)) if self.linears is None else as_float_array(self.linears,
+                                                                         "linears", ndim=2)
+        if b.shape != (n, d):
+            raise ValueError(f"linears must have shape ({n}, {d}); got {b.shape}")
+        for arr in (h, b):
+            arr.setflags(write=False)
+        object.__setattr__(self, "hessians", h)
+        object.__setattr__(self, "linears", b)
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return self.hessians.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.hessians.shape[1]
+
+    @staticmethod
+    def _params(h: np.ndarray, b: np.ndarray) -> np.ndarray:
+        h = 0.5 * (h + h.T)
+        return np.concatenate([[np.linalg.eigvalsh(h)[-1]], h.ravel(), b])
+
+    def param_vector(self) -> np.ndarray:
+        return self._params(self.hessians.mean(axis=0), self.linears.mean(axis=0))
+
+    def example_params(self) -> np.ndarray:
+        """Row ``i``: the quadratic ``l_i`` (``[lambda_max(H_i), H_i, b_i]``)."""
+        return np.stack([self._params(h, b) for h, b in zip(self.hessians, self.linears,
+                                                              strict=True)])
+
+    def kernels(self) -> Kernels:
+        return cached_kernels("quadratic", _quadratic_kernels)

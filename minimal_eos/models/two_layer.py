@@ -350,6 +350,14 @@ class TwoLayerNetwork(Model):
         head = [code, float(self.n_points), float(self.input_dim), self.output_scale]
         return np.concatenate([head, self.inputs.ravel(), self.targets])
 
+    def example_params(self) -> np.ndarray:
+        """Row ``k``: the network on the point ``(x_k, y_k)`` alone (loss ``r_k^2 / 2``)."""
+        return np.stack([
+            TwoLayerNetwork(self.width, self.activation, self.inputs[k:k + 1],
+                            self.targets[k:k + 1], self.output_scale).param_vector()
+            for k in range(self.n_points)
+        ])
+
     def kernels(self) -> Kernels:
         return cached_kernels("two-layer", _two_layer_kernels)
 

@@ -163,7 +163,7 @@ def test_broadcasting_of_points_and_step_sizes():
         ({"eta": 0.1, "theta0": [np.nan, 1.0]}, "theta0 must be finite"),
         ({"eta": 0.1, "theta0": [1.0, 2.0, 3.0]}, r"theta0 must have shape \(2,\)"),
         ({"eta": [0.1, 0.2], "theta0": np.ones((3, 2))}, "batch size"),
-        ({"eta": 0.1, "optimizer": "adam"}, "unknown optimizer 'adam'.*'gd'"),
+        ({"eta": 0.1, "optimizer": "adamw"}, "unknown optimizer 'adamw'.*'gd'"),
         ({"eta": 0.1, "schedule": "cosine"}, "unknown schedule 'cosine'.*'drop'"),
         ({"eta": 0.1, "save": ("loss", "grad")}, "save accepts"),
         ({"eta": 0.1, "steps": -1}, "steps must be an integer >= 0"),
