@@ -14,18 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-
-def _adaptive_threshold(name: str, eta: float, beta1: float) -> float:
-    """Frozen-preconditioner stability threshold of ``lambda_max(P^{-1} H)``.
-
-    Adam: ``(2 + 2 beta1) / ((1 - beta1) eta)`` (38/eta at ``beta1 = 0.9``), the edge of
-    the EMA-momentum map ``m+ = beta1 m + (1 - beta1) g``, ``w+ = w - eta P^{-1} m+`` on
-    each eigendirection of ``P^{-1/2} H P^{-1/2}``; RMSProp (no momentum): ``2/eta``.
-    The minimal models derive both from the update maps in ``minimal_eos.thresholds``.
-    """
-    if name == "rmsprop":
-        return 2.0 / eta
-    return (2.0 + 2.0 * beta1) / ((1.0 - beta1) * eta)
+from minimal_eos import optimizers as _minimal
 
 
 class Adam:
@@ -84,7 +73,7 @@ class Adam:
 
     def critical_sharpness(self, eta: float) -> float:
         """``(2 + 2 beta1) / ((1 - beta1) eta)``: the edge of ``lambda_max(P^{-1} H)``."""
-        return _adaptive_threshold(self.name, eta, self.beta1)
+        return _minimal.Adam(beta1=self.beta1).critical_sharpness(eta)
 
 
 class RMSProp:
@@ -129,7 +118,7 @@ class RMSProp:
 
     def critical_sharpness(self, eta: float) -> float:
         """``2/eta``: the edge of ``lambda_max(P^{-1} H)``."""
-        return _adaptive_threshold(self.name, eta, 0.0)
+        return _minimal.RMSProp().critical_sharpness(eta)
 
 
 def preconditioned_hvp(hvp_block: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

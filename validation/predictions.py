@@ -13,7 +13,7 @@ from statistics import median
 
 import numpy as np
 
-from validation.stochastic import _stochastic_gap
+from minimal_eos.stabilization import stochastic_sharpness_gap
 
 #: Relative half-width of the band around the edge counted by ``*.band`` rows.
 BAND = 0.2
@@ -284,7 +284,10 @@ def batch_sharpness_rows(res: dict) -> list:
                     f"{_nanmean(pick('batch_lambda')):.4g}" if post_lam else ""))
     alpha, beta = _nanmean(pick("alpha")), _nanmean(pick("beta"))
     sigma = _nanmean(pick("sigma_u2"))
-    pred = _stochastic_gap(eta, alpha, beta, sigma)
+    # The equilibrium needs progressive sharpening (alpha > 0) and self-stabilization
+    # (beta > 0); without them the formula predicts nothing.
+    pred = (stochastic_sharpness_gap(eta, alpha, beta, sigma)
+            if alpha > 0 and beta > 0 and sigma >= 0 else math.nan)
     gap = edge - median(post_lam) if post_lam else math.nan
     err = abs(math.log(gap / pred)) if gap > 0 and pred > 0 else math.nan
     # Tolerance: a factor of 2 either way, as for (e): alpha and beta drift along the

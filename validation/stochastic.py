@@ -22,21 +22,6 @@ from validation.objective import Objective
 from validation.sharpness import SharpnessTracker
 
 
-def _stochastic_gap(eta: float, alpha: float, beta: float, sigma_u2: float) -> float:
-    """Predicted gap ``2/eta - lambda_max`` of SGD at its edge.
-
-    ``Delta S = eta beta sigma_u^2 / (4 alpha)`` (Liao, Kolomvaki, Kyrillidis, arXiv
-    2604.21016), with ``alpha = -grad L . grad S`` (progressive sharpening),
-    ``beta = |grad S|^2`` (self-stabilization) and ``sigma_u^2`` the variance of the
-    mini-batch gradient projected on the top eigenvector ``u``. The minimal models derive
-    the same number in ``minimal_eos.stabilization.stochastic_sharpness_gap``; NaN when
-    ``alpha <= 0`` (no progressive sharpening: no equilibrium).
-    """
-    if not alpha > 0:
-        return math.nan
-    return eta * beta * sigma_u2 / (4.0 * alpha)
-
-
 class SGD:
     """Plain mini-batch SGD as an update map: ``w+ = w - eta g_B``.
 

@@ -1,12 +1,10 @@
 """Row builders of the SGD and Adam checks on constructed records: a case that holds and
 cases that must fail."""
 
-import math
 
 import pytest
 
 from validation.predictions import BAND, batch_sharpness_rows, preconditioned_edge_rows
-from validation.stochastic import _stochastic_gap
 
 ETA = 0.2  # 2/eta = 10
 
@@ -28,12 +26,6 @@ def _sgd(*, bs_plateau=10.1, lam=9.0, alpha=1.0, beta=4.0, sigma=5.0, diverged_a
 
 def _holds(rows):
     return {r["name"]: r["holds"] for r in rows}
-
-
-def test_the_gap_formula():
-    assert _stochastic_gap(0.2, 1.0, 4.0, 5.0) == pytest.approx(1.0)
-    assert _stochastic_gap(0.1, 2.0, 3.0, 8.0) == pytest.approx(0.1 * 3 * 8 / 8)
-    assert math.isnan(_stochastic_gap(0.1, -1.0, 3.0, 8.0))
 
 
 def test_batch_sharpness_rows_hold_on_an_edge_of_stochastic_stability():
