@@ -16,8 +16,6 @@ def _not_a_number(value) -> str | None:
     number), or None."""
     if isinstance(value, str | bytes):
         return "a string"
-    if isinstance(value, bool | np.bool_):
-        return "a bool"
     if isinstance(value, list | tuple):
         for item in value:
             bad = _not_a_number(item)

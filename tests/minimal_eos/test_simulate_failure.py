@@ -22,6 +22,8 @@ QUAD = Quadratic((1.0,))
     ({"eta": "0.5"}, "eta must be real numbers, not a string"),
     ({"eta": [0.5, False]}, "eta must be real numbers, not a bool"),
     ({"eta": 1 + 0j}, "eta must be real numbers, not a complex number"),
+    ({"eta": np.array([0.5, True], dtype=object)}, "eta must be real numbers, not a bool"),
+    ({"theta0": np.array(["1.0"], dtype=object)}, "theta0 must be real numbers, not a str"),
     ({"theta0": np.empty((0, 1))}, "theta0 must hold at least one initial point"),
     ({"eta": []}, "eta must hold at least one step size"),
     ({"divergence_bound": True}, "divergence_bound must be a real number"),
@@ -83,6 +85,14 @@ def test_memory_estimate_covers_the_result():
                                   res.final_theta, res.theta0, res.eta, res.diverged_at,
                                   res.period, res.status))
     est = SIMULATE.memory_estimate(runs, 2, steps, every=every)
+    assert held <= est["total"] <= 3 * held
+    # no records: 30,000 runs, so that the batch outweighs the chunks' working arrays
+    runs = 30_000
+    bare = simulate(net, GD(), np.random.default_rng(2).uniform(0.5, 1.5, (runs, 2)), steps,
+                    eta=0.2, save=())
+    held = sum(a.nbytes for a in (bare.final_theta, bare.theta0, bare.eta, bare.diverged_at,
+                                  bare.period, bare.status))
+    est = SIMULATE.memory_estimate(runs, 2, steps, save=())
     assert held <= est["total"] <= 3 * held
 
 
