@@ -48,6 +48,7 @@ from validation.checkpoint import write_json
 from validation.experiment import Config
 from validation.preflight import (
     MAX_HOURS,
+    check_concurrent_memory,
     check_config,
     check_output_folder,
     data_info,
@@ -461,6 +462,13 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
     Returns
     -------
     SweepOutcome
+
+    Raises
+    ------
+    ValueError
+        On the local cluster, when its workers running the largest configurations at
+        once would exceed the machine's memory
+        (:func:`~validation.preflight.check_concurrent_memory`).
     """
     t0 = time.perf_counter()
     out_dir = os.path.abspath(os.fspath(out_dir))
@@ -483,6 +491,9 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
                 records[e.key] = rec
                 skipped.append(e.key)
     todo = [e for e in entries if e.key not in records]
+    if client is None and todo:
+        check_concurrent_memory([e.config for e in todo],
+                                workers if workers is not None else usable_cores())
     index = _Index(os.path.join(out_dir, INDEX), entries, records, spec)
     index.write()
     ran: list = []
