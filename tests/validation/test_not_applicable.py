@@ -8,7 +8,8 @@ import pytest
 from validation.experiment import DIVERGENCE_FACTOR, Config, run_experiment
 from validation.predictions import evaluate, row
 from validation.report import build_report, divergences, format_table, write_report
-from validation.sweep_report import _held
+from validation.sweep import expand_spec
+from validation.sweep_report import summary_rows
 
 CHECKS = ("edge", "central-flow", "self-stabilization", "flow-distance")
 
@@ -63,7 +64,10 @@ def test_table_and_sweep_count_statuses():
     assert [line.split()[-1] for line in lines[2:5]] == ["holds", "FAILS", "n/a"]
     assert lines[5] == "n/a x.na: no onset"
     assert lines[-1] == "1 of 3 predictions hold, 1 fail, 1 not applicable"
-    assert _held(rows) == "1/2 (1 n/a)"
+    entries = expand_spec({"base": {"dataset": "synthetic", "n": 100, "steps": 20},
+                           "grid": {"eta": [0.1, 0.2]}})
     # rows stored before statuses existed count by their ``holds``
     old = [{"holds": True}, {"holds": False}]
-    assert _held(old) == "1/2"
+    records = {e.key: {"status": "done", "measurements": {}, "predictions": p}
+               for e, p in zip(entries, (rows, old), strict=True)}
+    assert [r["held"] for r in summary_rows(entries, records)] == ["1/2 (1 n/a)", "1/2"]
