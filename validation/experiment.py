@@ -366,7 +366,7 @@ class Experiment:
             # Divergence: the run stops here and its records end at the step before.
             run.diverged_at, run.diverged_loss = t, loss
             return
-        run.loss.append(float(value))
+        run.loss.append(loss)
         run.eta_history.append(run.eta)
         if tracked:
             est = run.tracker.estimate(w)

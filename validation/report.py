@@ -53,9 +53,14 @@ def divergences(results: dict) -> dict:
         if r.get("diverged_at") is None:
             continue
         loss = r.get("diverged_loss")
-        how = ("the loss is not finite" if loss is None or not math.isfinite(loss) else
-               f"the loss {loss:.4g} exceeds {DIVERGENCE_FACTOR:.0e} times its start "
-               f"{r['loss'][0]:.4g}" if r["loss"] else f"the loss is {loss:.4g}")
+        start = r["loss"][0] if r["loss"] else None
+        if loss is None or not math.isfinite(loss):
+            how = "the loss is not finite"
+        elif start is not None and loss > DIVERGENCE_FACTOR * start:
+            how = (f"the loss {loss:.4g} exceeds {DIVERGENCE_FACTOR:.0e} times its start "
+                   f"{start:.4g}")
+        else:
+            how = f"the gradient is not finite (loss {loss:.4g})"
         out[name] = f"at step {r['diverged_at']}: {how}"
     stopped = results.get("stopped_at")
     if stopped is not None:

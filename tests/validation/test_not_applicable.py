@@ -71,3 +71,12 @@ def test_table_and_sweep_count_statuses():
     records = {e.key: {"status": "done", "measurements": {}, "predictions": p}
                for e, p in zip(entries, (rows, old), strict=True)}
     assert [r["held"] for r in summary_rows(entries, records)] == ["1/2 (1 n/a)", "1/2"]
+
+
+def test_divergence_says_how():
+    res = {"runs": {"main": {"diverged_at": 3, "diverged_loss": math.inf, "loss": [1.0] * 3},
+                    "momentum": {"diverged_at": 5, "diverged_loss": 2.0, "loss": [1.0] * 5},
+                    "drop": {"diverged_at": None, "loss": [1.0]}},
+           "stopped_at": None}
+    assert divergences(res) == {"main": "at step 3: the loss is not finite",
+                                "momentum": "at step 5: the gradient is not finite (loss 2)"}
