@@ -321,7 +321,8 @@ def measure(results: dict) -> dict:
         ``edge``: the main optimizer's critical sharpness (``2/eta`` for GD);
         ``initial_sharpness``; ``onset_step``: first tracked step at the edge after being
         10% below it (None without progressive sharpening);
-        ``plateau_sharpness``: median sharpness from the onset on (NaN without onset);
+        ``plateau_sharpness``: median sharpness from the onset on (NaN without onset, or
+        when the run diverged: its records up to there can look like a plateau);
         ``plateau_ratio``: ``plateau_sharpness / edge``;
         ``sharpening_rate``: ``dS / d(eta t)``, the least-squares slope of the sharpness
         against gradient-flow time ``eta t`` over the tracked steps before the sharpness
@@ -343,7 +344,7 @@ def measure(results: dict) -> dict:
     eta = float(main["eta"])
     pts = [(int(t), float(s)) for t, s in main["sharpness"]]
     on = onset_step(pts, edge)
-    post = [s for t, s in pts if on is not None and t >= on]
+    post = [s for t, s in pts if on is not None and t >= on and main["diverged_at"] is None]
     plateau = float(np.median(post)) if post else math.nan
     before = []
     for t, s in pts:

@@ -8,7 +8,7 @@ import pytest
 from validation.experiment import DIVERGENCE_FACTOR, Config, run_experiment
 from validation.predictions import evaluate, row
 from validation.report import build_report, divergences, format_table, write_report
-from validation.sweep import expand_spec
+from validation.sweep import expand_spec, measure
 from validation.sweep_report import summary_rows
 
 CHECKS = ("edge", "central-flow", "self-stabilization", "flow-distance")
@@ -80,3 +80,15 @@ def test_divergence_says_how():
            "stopped_at": None}
     assert divergences(res) == {"main": "at step 3: the loss is not finite",
                                 "momentum": "at step 5: the gradient is not finite (loss 2)"}
+
+
+def test_a_diverged_run_has_no_plateau_in_a_sweep():
+    """Records that rise to the edge and hover there, then the run diverged."""
+    sharpness = [(0, 1.0), (5, 1.5), (10, 2.05), (15, 1.98), (20, 2.01)]
+    run = {"edge": 2.0, "eta": 1.0, "sharpness": sharpness, "loss": [1.0, 0.5],
+           "diverged_at": None, "mean_hvps": 3.0}
+    res = {"runs": {"main": run}, "onset": None}
+    assert measure(res)["plateau_sharpness"] == 2.01
+    run["diverged_at"] = 23
+    m = measure(res)
+    assert math.isnan(m["plateau_sharpness"]) and m["onset_step"] == 10
