@@ -189,16 +189,16 @@ fail_if_diverged = not_applicable_if_diverged
 def flow_premise(res: dict) -> str:
     """Why the flow rows (d, f) do not apply to ``res``, or ``""`` when they do.
 
-    They need GD not to have diverged, an onset of the edge of stability (before it the
-    central flow is gradient flow, and every comparison of the two is trivially equal),
+    They need GD not to have diverged, an onset of the edge of stability in GD's run,
     flow records, and a central flow that reached the edge (``tr Sigma > 0`` at some
-    record).
+    record): below the edge the central flow is gradient flow, and every comparison of
+    the two is trivially equal.
     """
     main = res["runs"]["main"]
     if main.get("diverged_at") is not None:
         return f"GD diverged at step {main['diverged_at']}"
     if res["onset"] is None:
-        return "no onset of the edge of stability: the central flow is gradient flow"
+        return "no onset of the edge of stability in GD's run"
     rec = res["records"]
     if not rec.get("t"):
         return "no flow records"
