@@ -285,7 +285,7 @@ def memory_estimate(runs: int, dim: int, steps: int, *, every: int = 1,
     -----
     ``python -m benchmarks.simulate_memory`` measured the peak memory of a call (GD on a
     depth-2 scalar network) at 0.98 to 1.18 times this estimate: 1,485 MiB against 1,520
-    for 10^6 runs of 200 steps recording every field every 10 steps, 323 MiB against 275
+    for 10^6 runs of 200 steps recording every field every 10 steps, 324 MiB against 275
     for 2 x 10^6 runs recording nothing.
     """
     n_rec = record_count(steps, every)
