@@ -11,8 +11,41 @@ from collections.abc import Iterable
 import numpy as np
 
 
+def _not_a_number(value) -> str | None:
+    """What makes ``value`` not a real number or array of them (a string, a bool, a complex
+    number), or None."""
+    if isinstance(value, str | bytes):
+        return "a string"
+    if isinstance(value, list | tuple):
+        for item in value:
+            bad = _not_a_number(item)
+            if bad is not None:
+                return bad
+        return None
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    kinds = {"U": "a string", "S": "a string", "b": "a bool", "c": "a complex number"}
+    if raw.dtype.kind in kinds:
+        return kinds[raw.dtype.kind]
+    if raw.dtype.kind == "O":
+        for item in raw.flat:
+            if isinstance(item, str | bytes):
+                return "a string"
+            if isinstance(item, bool | np.bool_):
+                return "a bool"
+    return None
+
+
 def as_float_array(value, name: str, *, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Return ``value`` as a finite float64 array, or raise a ValueError naming ``name``."""
+    """Return ``value`` as a finite float64 array, or raise a ValueError naming ``name``.
+
+    Strings, bools and complex numbers are refused, even where numpy would convert them.
+    """
+    bad = _not_a_number(value)
+    if bad is not None:
+        raise ValueError(f"{name} must be real numbers, not {bad}; got {value!r}")
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -30,7 +63,12 @@ def as_float_array(value, name: str, *, ndim: int | tuple[int, ...] | None = Non
 
 
 def positive_float(value, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a finite float that is > 0 (or >= 0 with ``allow_zero``)."""
+    """Return ``value`` as a finite float that is > 0 (or >= 0 with ``allow_zero``).
+
+    Strings and bools are refused, even where ``float`` would convert them.
+    """
+    if isinstance(value, str | bytes | bool | np.bool_):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError) as exc:
@@ -82,7 +120,11 @@ def batch_of_runs(theta0, eta, dim: int, name: str = "theta0") -> tuple[np.ndarr
     th = as_float_array(theta0, name, ndim=(1, 2))
     if th.shape[-1] != dim:
         raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}); got {th.shape}")
+    if th.size == 0:
+        raise ValueError(f"{name} must hold at least one initial point; got shape {th.shape}")
     etas = as_float_array(eta, "eta", ndim=(0, 1))
+    if etas.size == 0:
+        raise ValueError("eta must hold at least one step size; got an empty array")
     if np.any(etas <= 0):
         raise ValueError("eta must be > 0 for every run")
     th = np.atleast_2d(th)

@@ -275,14 +275,13 @@ def quadratic_job(params: dict | None = None):
 def quadratic_result(config: dict) -> dict:
     """Run the checks of a :func:`quadratic_job` configuration: ``{"rows": [...]}``."""
     from analysis.thresholds import quadratic_threshold_checks
+    from validation.predictions import row
 
     rows = []
     for r in quadratic_threshold_checks(betas=config["betas"], spectrum=config["spectrum"],
                                         steps=config["steps"]):
-        rows.append({"check": "quadratic-thresholds", "name": r["name"],
-                     "quantity": "critical step size on a quadratic", "predicted": r["predicted"],
-                     "measured": r["measured"], "error": r["error"], "tolerance": r["tolerance"],
-                     "holds": bool(r["holds"]), "note": ""})
+        rows.append(row("quadratic-thresholds", r["name"], "critical step size on a quadratic",
+                        r["predicted"], r["measured"], r["error"], r["tolerance"]))
     return {"rows": rows}
 
 
@@ -336,10 +335,11 @@ class QuadraticChecks:
             else:
                 result, seconds = _timed(self.job)
         except Exception as exc:  # reported as a failing row, not a crash
-            return [{"check": "quadratic-thresholds", "name": "quadratic thresholds",
-                     "quantity": "", "predicted": float("nan"), "measured": float("nan"),
-                     "error": float("nan"), "tolerance": float("nan"), "holds": False,
-                     "note": f"could not run: {type(exc).__name__}: {exc}"}], None
+            from validation.predictions import row
+
+            nan = float("nan")
+            return [row("quadratic-thresholds", "quadratic thresholds", "", nan, nan, nan, nan,
+                        f"could not run: {type(exc).__name__}: {exc}")], None
         finally:
             if self.pool is not None:
                 self.pool.shutdown()
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
               "quadratic_checks_cached": None if quad is None else quad.cached,
               "resumed_from": results["resumed_from"]}
     report = build_report(config.to_dict(), rows, results, timing)
-    print(format_table(rows))
+    print(format_table(rows, diverged=report["summary"]["divergences"]))
     figures = [] if args.no_figures else write_figures(args.out, report)
     timing["wall_s"] = round(time.perf_counter() - _T0, 2)
     path = write_report(args.out, report)

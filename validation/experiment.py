@@ -49,6 +49,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Classes of every classification source (MNIST-1D, digits, CIFAR-10).
 NUM_CLASSES = 10
 CHECKPOINT = "checkpoint.pt"
+#: A run diverges at the first step whose loss is not finite, or exceeds this many times
+#: the loss at the run's first step.
+DIVERGENCE_FACTOR = 1e6
 
 
 @dataclass(frozen=True)
@@ -284,11 +287,13 @@ class OptimizerRun:
     prev_w: torch.Tensor | None = None
     u: torch.Tensor | None = None
     diverged_at: int | None = None
+    diverged_loss: float | None = None
 
     def state_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "optimizer_name", "beta", "eta", "state",
                                             "start", "loss", "sharpness", "hvps", "x",
-                                            "eta_history", "prev_w", "u", "diverged_at")}
+                                            "eta_history", "prev_w", "u", "diverged_at",
+                                            "diverged_loss")}
         d["tracker"] = self.tracker.state_dict()
         return d
 
@@ -422,11 +427,14 @@ class Experiment:
             value, g = point.value, point.grad
         else:
             value, g = self.objective.value_and_grad(query)
-        if not (math.isfinite(float(value)) and bool(torch.isfinite(g).all())):
-            # Divergence: the run stops here and its records end at the last finite step.
-            run.diverged_at = t
+        loss = float(value)
+        start = run.loss[0] if run.loss else loss
+        if not (math.isfinite(loss) and loss <= DIVERGENCE_FACTOR * start
+                and bool(torch.isfinite(g).all())):
+            # Divergence: the run stops here and its records end at the step before.
+            run.diverged_at, run.diverged_loss = t, loss
             return
-        run.loss.append(float(value))
+        run.loss.append(loss)
         run.eta_history.append(run.eta)
         if tracked:
             est = run.tracker.estimate(w)
@@ -544,12 +552,23 @@ class Experiment:
             drop.tracker.vectors = main.tracker.vectors
         for run in self.runs.values():
             self._step_run(run, t)
-        if self.pgd is not None and self.pgd.t < t:
-            self.pgd.step()
-        if t % self.config.record_every == 0 or t == self.config.steps:
-            self._centre_prev = w_before
-            self._record(t)
+        # The flows and the constrained trajectory are compared with GD: they stop with it.
+        if main.diverged_at is None:
+            if self.pgd is not None and self.pgd.t < t:
+                self.pgd.step()
+            if t % self.config.record_every == 0 or t == self.config.steps:
+                self._centre_prev = w_before
+                self._record(t)
         self.t += 1
+
+    def running(self) -> bool:
+        """Whether a run still has steps to take: the main run until it diverges, and
+        every other run until it diverges, except one that needed the main run after its
+        divergence (a drop run that had not branched yet)."""
+        main = self.runs["main"]
+        return any(r.diverged_at is None and (main.diverged_at is None
+                                              or (r is not main and r.start < main.diverged_at))
+                   for r in self.runs.values())
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -613,7 +632,8 @@ class Experiment:
             out["runs"][k] = {"optimizer": r.optimizer_name, "beta": r.beta, "eta": r.eta,
                               "edge": self.edge(r), "start": r.start, "loss": r.loss,
                               "sharpness": r.sharpness, "x": r.x, "hvps": r.hvps,
-                              "mean_hvps": r.tracker.mean_hvps, "diverged_at": r.diverged_at}
+                              "mean_hvps": r.tracker.mean_hvps, "diverged_at": r.diverged_at,
+                              "diverged_loss": r.diverged_loss}
         if self.gf is not None:
             out["gf_rk4_steps"] = self.gf.rk4_steps
             out["cf_steps"] = self.cf.steps
@@ -661,7 +681,17 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
     Returns
     -------
     dict
-        See :meth:`Experiment.results`; ``"resumed_from"`` gives the step resumed from.
+        See :meth:`Experiment.results`; ``"resumed_from"`` gives the step resumed from,
+        ``"stopped_at"`` the last step computed when every run stopped early because the
+        main run diverged (None otherwise), ``"complete"`` whether nothing is left to do.
+
+    Notes
+    -----
+    A run diverges at the first step ``t`` whose loss is not finite or exceeds
+    ``DIVERGENCE_FACTOR`` times the loss at its first step, ``L_t > 10^6 L_start``
+    (or whose gradient is not finite); its records end at step ``t - 1``. When the main
+    run diverges, the flows and the constrained trajectory stop with it, and the loop
+    ends as soon as no other run has steps left.
     """
     exp = Experiment(config, pick_device(device))
     ckpt = os.path.join(os.fspath(out_dir), CHECKPOINT) if out_dir is not None else None
@@ -676,7 +706,7 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=exp.t, desc="steps", unit="step", leave=False)
-    while exp.t < total:
+    while exp.t < total and exp.running():
         exp.step()
         if bar is not None:
             bar.update(1)
@@ -688,5 +718,6 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
         bar.close()
     res = exp.results()
     res["resumed_from"] = resumed_from
-    res["complete"] = exp.t >= total
+    res["complete"] = exp.t >= total or not exp.running()
+    res["stopped_at"] = exp.t - 1 if exp.t < total and not exp.running() else None
     return res

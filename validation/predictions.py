@@ -1,9 +1,18 @@
 """Predictions of the edge-of-stability theory beside what the runs measured.
 
 Every row states a predicted and a measured number, the error between them, the
-tolerance, and whether the prediction holds (``error <= tolerance``). A missing
-measurement (for example no onset of the edge of stability within the run) is NaN and
-the row does not hold.
+tolerance, and a ``status``:
+
+* ``"holds"``: the premise of the prediction occurred and ``error <= tolerance``;
+* ``"fails"``: the premise occurred and the error exceeds the tolerance, or a number
+  that should exist is missing (NaN);
+* ``"not applicable"``: the premise did not occur (no onset of the edge of stability,
+  a run that diverged, a window that does not fit after the onset, a central flow
+  that never reached the edge), so the row says nothing about the theory; its
+  ``reason`` says which premise is missing.
+
+``holds`` is ``status == "holds"``; a row that is not applicable never holds and never
+fails.
 """
 
 from __future__ import annotations
@@ -20,17 +29,64 @@ BAND = 0.2
 #: A rise counts as progressive sharpening when the sharpness was at least this far
 #: (relatively) below the edge before reaching it.
 RISE_BELOW = 0.9
+#: The three values of a row's ``status``.
+HOLDS, FAILS, NOT_APPLICABLE = "holds", "fails", "not applicable"
+STATUSES = (HOLDS, FAILS, NOT_APPLICABLE)
 
 
 def row(check: str, name: str, quantity: str, predicted: float, measured: float,
-        error: float, tolerance: float, note: str = "") -> dict:
-    """One table row; ``holds`` is ``error <= tolerance`` (False when anything is NaN)."""
+        error: float, tolerance: float, note: str = "", *, reason: str = "") -> dict:
+    """One table row.
+
+    Parameters
+    ----------
+    check, name, quantity : str
+        The check, the row's name and what it compares.
+    predicted, measured, error, tolerance : float
+        The numbers; the row holds when all are finite and ``error <= tolerance``.
+    note : str
+        Detail shown with the row.
+    reason : str
+        When not empty, the premise that did not occur: the row is ``"not applicable"``
+        whatever its numbers.
+
+    Returns
+    -------
+    dict
+        With ``status`` (one of :data:`STATUSES`), ``reason`` and ``holds``
+        (``status == "holds"``).
+    """
     values = (predicted, measured, error)
     ok = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+    status = NOT_APPLICABLE if reason else (HOLDS if ok and error <= tolerance else FAILS)
     return {"check": check, "name": name, "quantity": quantity,
             "predicted": float(predicted), "measured": float(measured), "error": float(error),
-            "tolerance": float(tolerance), "holds": bool(ok and error <= tolerance),
-            "note": note}
+            "tolerance": float(tolerance), "status": status, "reason": reason,
+            "holds": status == HOLDS, "note": note}
+
+
+def not_applicable(rows: list, reason: str) -> list:
+    """Mark ``rows`` as not applicable because of ``reason`` (a premise that did not occur).
+
+    A reason already given is kept first.
+    """
+    for r in rows:
+        r["reason"] = f"{r['reason']}; {reason}" if r.get("reason") else reason
+        r["status"] = NOT_APPLICABLE
+        r["holds"] = False
+    return rows
+
+
+def status_of(r: dict) -> str:
+    """``r["status"]``; for a row written before statuses existed, from ``r["holds"]``."""
+    return r.get("status") or (HOLDS if r["holds"] else FAILS)
+
+
+def count_statuses(rows: list) -> dict:
+    """``{"held": ..., "failed": ..., "not_applicable": ..., "total": ...}`` of ``rows``."""
+    statuses = [status_of(r) for r in rows]
+    return {"held": statuses.count(HOLDS), "failed": statuses.count(FAILS),
+            "not_applicable": statuses.count(NOT_APPLICABLE), "total": len(rows)}
 
 
 def onset_step(sharpness: list, edge: float, *, after: int = 0) -> int | None:
@@ -60,11 +116,18 @@ def edge_rows(check: str, prefix: str, run: dict, *, after: int = 0, what: str =
     prefix : str
         Row-name prefix (``"a"``, ``"b"``, ``"c"``).
     run : dict
-        A run record (``sharpness`` as ``(t, S)``, ``edge``).
+        A run record (``sharpness`` as ``(t, S)``, ``edge``, optionally ``diverged_at``).
     after : int
         Ignore steps before this one (the step of a step-size drop).
     what : str
         Text naming the edge in the ``quantity`` column.
+
+    Notes
+    -----
+    Premises: ``rise`` needs a sharpness at least 10% below the edge before the onset
+    (progressive sharpening to observe); ``plateau`` and ``band`` need an onset
+    (:func:`onset_step`); every row needs tracked steps and a run that did not diverge.
+    A missing premise makes the row not applicable.
     """
     edge = run["edge"]
     pts = [(t, s) for t, s in run["sharpness"] if t >= after]
@@ -73,26 +136,32 @@ def edge_rows(check: str, prefix: str, run: dict, *, after: int = 0, what: str =
     low = min(before) if before else math.nan
     high = max(before) if before else math.nan
     gap = edge - low
+    no_steps = f"no tracked steps{f' from step {after} on' if after else ''}"
+    rise_reason = ""
     if before and gap > (1 - RISE_BELOW) * edge:
         closed = (high - low) / gap
         note = f"S from {low:.4g} rose to {high:.4g}; onset at step {on}"
     else:
         closed = math.nan
-        note = ("the sharpness was never 10% below the edge: no progressive sharpening "
-                "to observe" if before else "no tracked steps")
+        note = ""
+        rise_reason = ("the sharpness was never 10% below the edge: no progressive "
+                       "sharpening to observe" if before else no_steps)
     # Tolerance 2% of the gap: the sharpness is sampled every few steps, so the last
     # sample before a crossing may sit just below the edge.
     rows = [row(check, f"{prefix}.rise", f"fraction of the gap to {what} closed by sharpening",
                 1.0, closed, max(0.0, 1.0 - closed) if math.isfinite(closed) else math.nan,
-                0.02, note)]
+                0.02, note, reason=rise_reason)]
     post = [s for t, s in pts if on is not None and t >= on]
+    onset_reason = "" if on is not None else (
+        "no onset: the sharpness never reached the edge from below" if pts else no_steps)
     med = median(post) if post else math.nan
     # Tolerance 5%: the sharpness is measured at the oscillating iterates, which sit
     # off the centre of the oscillation; Cohen et al. (2103.00065) see it hover "just
     # above" 2/eta, i.e. within a few percent.
     rows.append(row(check, f"{prefix}.plateau", f"median sharpness after onset vs {what}",
                     edge, med, abs(med - edge) / edge, 0.05,
-                    f"{len(post)} tracked steps after onset" if post else "no onset"))
+                    f"{len(post)} tracked steps after onset" if post else "",
+                    reason=onset_reason))
     # Band +-20% with at most 10% of the steps outside: the self-stabilisation cycles
     # of Damian et al. (2209.15594) first overshoot the edge (blow-up phase) and then
     # undershoot it (return to stability) before the cycles shrink.
@@ -100,22 +169,43 @@ def edge_rows(check: str, prefix: str, run: dict, *, after: int = 0, what: str =
     frac = float(np.mean(inside)) if post else math.nan
     rows.append(row(check, f"{prefix}.band",
                     f"fraction of post-onset steps with |S/edge - 1| <= {BAND}",
-                    1.0, frac, 1.0 - frac, 0.1, ""))
-    return fail_if_diverged(rows, run)
+                    1.0, frac, 1.0 - frac, 0.1, "", reason=onset_reason))
+    return not_applicable_if_diverged(rows, run)
 
 
-def fail_if_diverged(rows: list, run: dict) -> list:
-    """Mark ``rows`` as not holding when ``run`` diverged (``run["diverged_at"]`` is set).
+def not_applicable_if_diverged(rows: list, run: dict) -> list:
+    """Mark ``rows`` as not applicable when ``run`` diverged (``run["diverged_at"]`` set).
 
     A diverged run stops recording at the step it left the bound, so its records up to
-    there can look like a plateau; no prediction holds on it.
+    there can look like a plateau; no prediction about it holds or fails.
     """
     if run.get("diverged_at") is not None:
-        for r in rows:
-            r["holds"] = False
-            r["note"] = (r["note"] + "; " if r["note"] else "") + \
-                f"the run diverged at step {run['diverged_at']}"
+        not_applicable(rows, f"the run diverged at step {run['diverged_at']}")
     return rows
+
+
+
+
+def flow_premise(res: dict) -> str:
+    """Why the flow rows (d, f) do not apply to ``res``, or ``""`` when they do.
+
+    They need GD not to have diverged, an onset of the edge of stability in GD's run,
+    flow records, and a central flow that reached the edge (``tr Sigma > 0`` at some
+    record): below the edge the central flow is gradient flow, and every comparison of
+    the two is trivially equal.
+    """
+    main = res["runs"]["main"]
+    if main.get("diverged_at") is not None:
+        return f"GD diverged at step {main['diverged_at']}"
+    if res["onset"] is None:
+        return "no onset of the edge of stability in GD's run"
+    rec = res["records"]
+    if not rec.get("t"):
+        return "no flow records"
+    if not any(s > 0 for s in rec.get("cf_sigma", [])):
+        return ("the central flow never reached the edge (tr Sigma = 0 at every record): "
+                "it is gradient flow")
+    return ""
 
 
 def _window_mean(values: list, times: list, lo: float, hi: float) -> float:
@@ -130,21 +220,32 @@ def centred_average(values: np.ndarray, t: int, half: int) -> float:
 
 
 def central_flow_rows(res: dict, window: int) -> list:
-    """(d) the central flow's time-averaged loss and sharpness against GD."""
+    """(d) the central flow's time-averaged loss and sharpness against GD.
+
+    Not applicable without the premises of :func:`flow_premise`, or when the last
+    ``window`` steps start before the onset (the window is too short after it);
+    ``d.loss_path`` also needs a record time with a full centred window after the onset.
+    """
     main = res["runs"]["main"]
     rec = res["records"]
     loss = np.asarray(main["loss"])
     steps = len(loss) - 1
     lo = steps - window
-    gd_loss = float(np.mean(loss[lo:]))
-    cf_pred = _window_mean(rec["cf_pred_loss"], rec["t"], lo, steps)
+    premise = flow_premise(res)
     onset = res["onset"]["t"] if res["onset"] else None
+    window_reason = premise
+    if not premise and onset > lo:
+        window_reason = (f"the last {window} steps start at step {lo}, before the onset at "
+                         f"step {onset}: too short a window after the onset")
+    gd_loss = float(np.mean(loss[lo:])) if steps >= window else math.nan
+    cf_pred = _window_mean(rec["cf_pred_loss"], rec["t"], lo, steps)
     # Tolerance 2%: the central flow is exact to leading order in the oscillation; the
     # GD average over a finite window still carries part of the loss spikes of the
     # self-stabilisation cycles, which no flow describes.
     rows = [row("central-flow", "d.loss", f"time-averaged loss over the last {window} steps",
                 cf_pred, gd_loss, abs(gd_loss - cf_pred) / gd_loss, 0.02,
-                "predicted: central flow L(w) + tr(Sigma)/eta; measured: GD mean loss")]
+                "predicted: central flow L(w) + tr(Sigma)/eta; measured: GD mean loss",
+                reason=window_reason)]
     errs = []
     if onset is not None:
         half = window // 2
@@ -153,10 +254,12 @@ def central_flow_rows(res: dict, window: int) -> list:
                 avg = centred_average(loss, t, half)
                 errs.append(abs(avg - pred) / avg)
     path = float(np.mean(errs)) if errs else math.nan
+    path_reason = premise or ("" if errs else "no record time with a full centred window "
+                              "after the onset")
     rows.append(row("central-flow", "d.loss_path",
                     "mean relative error of the predicted time-averaged loss after onset",
                     0.0, path, path, 0.02, f"{len(errs)} record times; GD averaged over "
-                    f"{window + 1} centred steps"))
+                    f"{window + 1} centred steps", reason=path_reason))
     gd_s = _window_mean([s for _, s in main["sharpness"]], [t for t, _ in main["sharpness"]],
                         lo, steps)
     cf_s = _window_mean(rec["cf_sharpness"], rec["t"], lo, steps)
@@ -167,71 +270,112 @@ def central_flow_rows(res: dict, window: int) -> list:
     rows.append(row("central-flow", "d.sharpness",
                     f"mean sharpness of GD's oscillation centre over the last {window} steps",
                     cf_s, centre_s, abs(centre_s - cf_s) / cf_s, 0.02,
-                    f"2/eta = {main['edge']:.4g}; at the iterates themselves: {gd_s:.4g}"))
+                    f"2/eta = {main['edge']:.4g}; at the iterates themselves: {gd_s:.4g}",
+                    reason=window_reason))
     return rows
 
 
 def self_stabilization_rows(res: dict) -> list:
-    """(e) mean squared oscillation along the top eigenvector against ``2 alpha / beta``."""
+    """(e) mean squared oscillation along the top eigenvector against ``2 alpha / beta``.
+
+    Not applicable when GD diverged, without an onset, when ``alpha <= 0`` or
+    ``beta <= 0`` at the onset (no progressive sharpening, or no restoring force: the
+    premises of self-stabilisation), or when no oscillation was recorded after it.
+    """
     onset = res["onset"]
     main = res["runs"]["main"]
+    quantity = "mean x^2 after onset vs 2 alpha/beta (alpha, beta at onset)"
     if onset is None:
-        return [row("self-stabilization", "e.oscillation", "mean x^2 after onset vs 2 alpha/beta",
-                    math.nan, math.nan, math.nan, 0.5, "no onset")]
+        return not_applicable_if_diverged(
+            [row("self-stabilization", "e.oscillation", quantity, math.nan, math.nan,
+                 math.nan, math.log(2.0), reason="no onset of the edge of stability")], main)
     alpha, beta = onset["alpha"], onset["beta"]
     pred = 2 * alpha / beta if beta > 0 else math.nan
     xs = np.asarray([x for t, x in main["x"] if t >= onset["t"]])
     meas = float(np.mean(xs ** 2)) if xs.size else math.nan
     err = abs(math.log(meas / pred)) if pred > 0 and meas > 0 else math.nan
+    reason = ""
+    if not (alpha > 0 and beta > 0):
+        reason = (f"alpha={alpha:.3g}, beta={beta:.3g} at the onset: self-stabilisation "
+                  "needs alpha > 0 (sharpening) and beta > 0 (a restoring force)")
+    elif not xs.size:
+        reason = "no oscillation recorded after the onset"
     # Tolerance: a factor of 2 either way. alpha and beta are measured once, at the
     # onset, while they drift along the trajectory; the prediction is a scale.
-    return [row("self-stabilization", "e.oscillation",
-                "mean x^2 after onset vs 2 alpha/beta (alpha, beta at onset)",
-                pred, meas, err, math.log(2.0),
-                f"error = |log(measured/predicted)|; alpha={alpha:.3g}, beta={beta:.3g}, "
-                f"{xs.size} steps")]
+    return not_applicable_if_diverged(
+        [row("self-stabilization", "e.oscillation", quantity, pred, meas, err, math.log(2.0),
+             f"error = |log(measured/predicted)|; alpha={alpha:.3g}, beta={beta:.3g}, "
+             f"{xs.size} steps", reason=reason)], main)
 
 
 def flow_distance_rows(res: dict) -> list:
-    """(f) GD's centre is closer to the central flow than to gradient flow."""
+    """(f) GD's centre is closer to the central flow than to gradient flow.
+
+    Not applicable without the premises of :func:`flow_premise`: before the edge the
+    central flow is gradient flow and both ratios are exactly 1.
+    """
     rec = res["records"]
-    d_cf, d_gf = rec["gd_center_cf"][-1], rec["gd_center_gf"][-1]
+    premise = flow_premise(res)
+    d_cf = rec["gd_center_cf"][-1] if rec["gd_center_cf"] else math.nan
+    d_gf = rec["gd_center_gf"][-1] if rec["gd_center_gf"] else math.nan
     ratio = d_cf / d_gf if d_gf > 0 else math.nan
     rows = [row("flow-distance", "f.distance",
                 "|GD - central flow| / |GD - gradient flow| at the last step",
                 0.0, ratio, ratio, 1.0,
-                f"|GD-CF| = {d_cf:.4g}, |GD-GF| = {d_gf:.4g}; holds when below 1")]
+                f"|GD-CF| = {d_cf:.4g}, |GD-GF| = {d_gf:.4g}; holds when below 1",
+                reason=premise)]
     main = res["runs"]["main"]
     loss = np.asarray(main["loss"])
     half = 10
-    gd = centred_average(loss, len(loss) - 1, half)
-    e_cf = abs(gd - rec["cf_pred_loss"][-1])
-    e_gf = abs(gd - rec["gf_loss"][-1])
+    gd = centred_average(loss, len(loss) - 1, half) if loss.size else math.nan
+    cf_l = rec["cf_pred_loss"][-1] if rec.get("cf_pred_loss") else math.nan
+    gf_l = rec["gf_loss"][-1] if rec.get("gf_loss") else math.nan
+    e_cf, e_gf = abs(gd - cf_l), abs(gd - gf_l)
     ratio_l = e_cf / e_gf if e_gf > 0 else math.nan
     rows.append(row("flow-distance", "f.loss",
                     "|GD - CF| / |GD - GF| in time-averaged loss at the last step",
-                    0.0, ratio_l, ratio_l, 1.0,
-                    f"GD {gd:.4g}, CF {rec['cf_pred_loss'][-1]:.4g}, GF {rec['gf_loss'][-1]:.4g}"))
+                    0.0, ratio_l, ratio_l, 1.0, f"GD {gd:.4g}, CF {cf_l:.4g}, GF {gf_l:.4g}",
+                    reason=premise))
     return rows
 
 
 def constrained_rows(res: dict) -> list:
-    """GD's centre is closer to the constrained trajectory than to gradient flow."""
+    """GD's centre is closer to the constrained trajectory than to gradient flow.
+
+    Not applicable when GD diverged, without an onset (the constrained trajectory starts
+    there), or without gradient-flow records (no flow check ran beside it).
+    """
     rec = res["records"]
-    d_pgd = rec["gd_center_pgd"][-1]
+    main = res["runs"]["main"]
+    d_pgd = rec["gd_center_pgd"][-1] if rec["gd_center_pgd"] else math.nan
     d_gf = rec["gd_center_gf"][-1] if rec["gd_center_gf"] else math.nan
-    ratio = d_pgd / d_gf if d_gf and d_gf > 0 else math.nan
-    return [row("constrained", "g.distance",
-                "|GD - constrained trajectory| / |GD - gradient flow| at the last step",
-                0.0, ratio, ratio, 1.0, f"|GD-PGD| = {d_pgd:.4g}, |GD-GF| = {d_gf:.4g}")]
+    ratio = d_pgd / d_gf if d_gf > 0 else math.nan
+    reason = ""
+    if res["onset"] is None:
+        reason = "no onset of the edge of stability: no constrained trajectory"
+    elif not rec["gd_center_gf"]:
+        reason = "gradient flow was not integrated (run a flow check beside it)"
+    return not_applicable_if_diverged(
+        [row("constrained", "g.distance",
+             "|GD - constrained trajectory| / |GD - gradient flow| at the last step",
+             0.0, ratio, ratio, 1.0, f"|GD-PGD| = {d_pgd:.4g}, |GD-GF| = {d_gf:.4g}",
+             reason=reason)], main)
 
 
 def drop_rows(res: dict, drop_step: int) -> list:
-    """(c) after the step-size drop, sharpening resumes up to the new edge."""
+    """(c) after the step-size drop, sharpening resumes up to the new edge.
+
+    Not applicable when the main run diverged before the drop (the drop run branches
+    from it), besides the premises of :func:`edge_rows`.
+    """
     run = dict(res["runs"]["drop"])
     rows = edge_rows("drop", "c", run, after=drop_step, what="the new 2/eta")
     # The rise after a drop starts at the old edge, which is below the new one by the
     # drop factor; ``edge_rows`` measures it from the lowest point after the drop.
+    main = res["runs"].get("main", {})
+    div = main.get("diverged_at")
+    if div is not None and div <= drop_step and run.get("diverged_at") is None:
+        not_applicable(rows, f"the main run diverged at step {div}, before the drop")
     return rows
 
 
@@ -298,12 +442,15 @@ def batch_sharpness_rows(res: dict) -> list:
                     pred, gap, err, math.log(2.0),
                     f"error = |log(measured/predicted)|; mean alpha={alpha:.3g}, "
                     f"beta={beta:.3g}, sigma_u^2={sigma:.3g}"))
+    if not (alpha > 0 and beta > 0):
+        not_applicable(rows[2:], f"no equilibrium to predict: mean alpha {alpha:.3g}, "
+                                 f"beta {beta:.3g} (the formula needs both > 0)")
     if on is None:
         # No rise to the edge: the rows show the levels reached, but SGD was not at its
-        # edge, so none of the predictions about the edge holds.
-        for r in rows:
-            r["holds"] = False
-    return fail_if_diverged(rows, main)
+        # edge, so the predictions about the edge say nothing.
+        not_applicable(rows, "no onset: the batch sharpness never rose to 2/eta from 10% "
+                             "below it")
+    return not_applicable_if_diverged(rows, main)
 
 
 def preconditioned_edge_rows(res: dict) -> list:
@@ -329,7 +476,10 @@ def preconditioned_edge_rows(res: dict) -> list:
                     BAND, d, max(0.0, BAND - d) if math.isfinite(d) else math.nan, 0.0,
                     f"median raw sharpness {median(raw):.4g}, threshold {main['edge']:.4g}"
                     if raw else "no onset"))
-    return rows[:-1] + fail_if_diverged(rows[-1:], main)
+    if on is None:
+        not_applicable(rows[-1:], "no onset: the preconditioned sharpness never rose to "
+                                  "its threshold from 10% below it")
+    return rows[:-1] + not_applicable_if_diverged(rows[-1:], main)
 
 
 def _nanmean(values: list) -> float:
@@ -351,17 +501,16 @@ def evaluate(res: dict, config) -> list:
         rows += edge_rows("momentum", "b", res["runs"]["momentum"], what="2(1+beta)/eta")
     if "drop" in checks:
         rows += drop_rows(res, config.drop_step)
-    on_main: list = []
     if "central-flow" in checks:
-        on_main += central_flow_rows(res, config.window)
+        rows += central_flow_rows(res, config.window)
     if "self-stabilization" in checks:
-        on_main += self_stabilization_rows(res)
+        rows += self_stabilization_rows(res)
     if "flow-distance" in checks:
-        on_main += flow_distance_rows(res)
+        rows += flow_distance_rows(res)
     if "constrained" in checks:
-        on_main += constrained_rows(res)
+        rows += constrained_rows(res)
     if "batch-sharpness" in checks:
         rows += batch_sharpness_rows(res)
     if "preconditioned-edge" in checks:
         rows += preconditioned_edge_rows(res)
-    return rows + fail_if_diverged(on_main, main)
+    return rows

@@ -261,6 +261,51 @@ def check_config(config: Config, *, info: DataInfo | None = None, max_hours: flo
     return est
 
 
+def check_concurrent_memory(configs: list, workers: int, *,
+                            memory_limit: float | None = None) -> float:
+    """Check that ``workers`` runs of ``configs`` at once fit in memory; return the need.
+
+    Parameters
+    ----------
+    configs : list of Config
+        The runs still to do (each already checked alone by :func:`check_config`).
+    workers : int
+        How many run at once (the worker processes of a local cluster).
+    memory_limit : float, optional
+        Bytes available (default: the machine's physical memory).
+
+    Returns
+    -------
+    float
+        The estimated bytes of the ``workers`` largest runs together.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``workers`` when they do not fit, with the estimate and the largest number
+        of workers that would.
+    """
+    infos: dict = {}
+    sizes = []
+    for config in configs:
+        source = (config.dataset, config.cifar_path)
+        if source not in infos:
+            infos[source] = data_info(config)
+        sizes.append(estimate(config, infos[source]).memory)
+    sizes.sort(reverse=True)
+    need = sum(sizes[:workers])
+    limit = machine_memory() if memory_limit is None else float(memory_limit)
+    if limit is not None and need > limit:
+        fit = 0
+        while fit < len(sizes) and sum(sizes[:fit + 1]) <= limit:
+            fit += 1
+        raise ConfigError("workers", f"workers={workers}: {min(workers, len(sizes))} runs at "
+                          f"once need an estimated {_bytes(need)} (the largest alone "
+                          f"{_bytes(sizes[0])}), more than the {_bytes(limit)} of memory; "
+                          f"at most {fit} worker(s) fit")
+    return need
+
+
 def check_output_folder(path: str | os.PathLike) -> None:
     """Check that the folder ``path`` exists or can be created, and can be written.
 

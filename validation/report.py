@@ -11,25 +11,61 @@ import os
 import numpy as np
 
 from validation.checkpoint import atomic_write, write_json
+from validation.predictions import FAILS, HOLDS, NOT_APPLICABLE, count_statuses, status_of
 
 FIGURES = ("sharpness.png", "loss.png", "oscillation.png")
 
 
-def format_table(rows: list) -> str:
-    """Plain-text table: check, prediction, predicted, measured, error, tolerance, holds."""
-    head = ("check", "prediction", "predicted", "measured", "error", "tolerance", "holds")
+def format_table(rows: list, *, diverged: dict | None = None) -> str:
+    """Plain-text table: check, prediction, predicted, measured, error, tolerance, status.
+
+    The status column reads ``holds``, ``FAILS`` or ``n/a`` (not applicable); the reason
+    of every row that is not applicable follows the table, then one line per run in
+    ``diverged`` (run name -> text saying where and how it diverged), then the counts.
+    """
+    head = ("check", "prediction", "predicted", "measured", "error", "tolerance", "status")
+    shown = {HOLDS: "holds", FAILS: "FAILS", NOT_APPLICABLE: "n/a"}
     body = []
     for r in rows:
         body.append((r["check"], r["name"], _num(r["predicted"]), _num(r["measured"]),
-                     _num(r["error"]), _num(r["tolerance"]), "yes" if r["holds"] else "NO"))
+                     _num(r["error"]), _num(r["tolerance"]), shown[status_of(r)]))
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
-    held = sum(r["holds"] for r in rows)
-    lines.append(f"{held} of {len(rows)} predictions hold")
+    lines += [f"n/a {r['name']}: {r['reason']}" for r in rows
+              if status_of(r) == NOT_APPLICABLE]
+    lines += [f"diverged: {name} {text}" for name, text in (diverged or {}).items()]
+    c = count_statuses(rows)
+    lines.append(f"{c['held']} of {c['total']} predictions hold, {c['failed']} fail, "
+                 f"{c['not_applicable']} not applicable")
     return "\n".join(lines)
+
+
+def divergences(results: dict) -> dict:
+    """Run name -> a sentence saying where and how the run diverged, for every run that did.
+    """
+    from validation.experiment import DIVERGENCE_FACTOR
+
+    out = {}
+    for name, r in results["runs"].items():
+        if r.get("diverged_at") is None:
+            continue
+        loss = r.get("diverged_loss")
+        start = r["loss"][0] if r["loss"] else None
+        if loss is None or not math.isfinite(loss):
+            how = "the loss is not finite"
+        elif start is not None and loss > DIVERGENCE_FACTOR * start:
+            how = (f"the loss {loss:.4g} exceeds {DIVERGENCE_FACTOR:.0e} times its start "
+                   f"{start:.4g}")
+        else:
+            how = f"the gradient is not finite (loss {loss:.4g})"
+        out[name] = f"at step {r['diverged_at']}: {how}"
+    stopped = results.get("stopped_at")
+    if stopped is not None:
+        out["main"] = out.get("main", "") + f"; the computation stopped after step {stopped}"
+    return out
 
 
 def _num(v: float) -> str:
@@ -43,19 +79,22 @@ def build_report(config: dict, rows: list, results: dict, timing: dict) -> dict:
     runs = {}
     for name, r in results["runs"].items():
         runs[name] = {k: r[k] for k in ("optimizer", "beta", "eta", "edge", "start",
-                                        "mean_hvps", "diverged_at")}
+                                        "mean_hvps", "diverged_at", "diverged_loss")}
         runs[name]["loss"] = r["loss"]
         runs[name]["sharpness"] = r["sharpness"]
         runs[name]["hvps_per_estimate"] = r["hvps"]
         runs[name]["x"] = r["x"]
     extra = {k: results[k] for k in ("stochastic", "adaptive") if k in results}
+    rows = [{**r, "status": status_of(r), "reason": r.get("reason", "")} for r in rows]
     return {
         **extra,
         "config": config,
         "predictions": rows,
-        "summary": {"held": sum(r["holds"] for r in rows), "total": len(rows),
+        "summary": {**count_statuses(rows),
                     "num_params": results["num_params"], "n": results["n"],
                     "onset": results["onset"],
+                    "divergences": divergences(results),
+                    "stopped_at": results.get("stopped_at"),
                     "gf_rk4_steps": results.get("gf_rk4_steps"),
                     "cf_steps": results.get("cf_steps"),
                     "cf_projections": results.get("cf_projections"),

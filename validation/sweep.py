@@ -50,6 +50,7 @@ from validation.checkpoint import write_json
 from validation.experiment import Config
 from validation.preflight import (
     MAX_HOURS,
+    check_concurrent_memory,
     check_config,
     check_output_folder,
     data_info,
@@ -348,7 +349,8 @@ def measure(results: dict) -> dict:
         ``edge``: the main optimizer's critical sharpness (``2/eta`` for GD);
         ``initial_sharpness``; ``onset_step``: first tracked step at the edge after being
         10% below it (None without progressive sharpening);
-        ``plateau_sharpness``: median sharpness from the onset on (NaN without onset);
+        ``plateau_sharpness``: median sharpness from the onset on (NaN without onset, or
+        when the run diverged: its records up to there can look like a plateau);
         ``plateau_ratio``: ``plateau_sharpness / edge``;
         ``sharpening_rate``: ``dS / d(eta t)``, the least-squares slope of the sharpness
         against gradient-flow time ``eta t`` over the tracked steps before the sharpness
@@ -370,7 +372,7 @@ def measure(results: dict) -> dict:
     eta = float(main["eta"])
     pts = [(int(t), float(s)) for t, s in main["sharpness"]]
     on = onset_step(pts, edge)
-    post = [s for t, s in pts if on is not None and t >= on]
+    post = [s for t, s in pts if on is not None and t >= on and main["diverged_at"] is None]
     plateau = float(np.median(post)) if post else math.nan
     before = []
     for t, s in pts:
@@ -493,6 +495,9 @@ def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=N
     ValueError
         ``out_dir`` holds the index of other configurations (another spec, or other
         ``--threads``), or another sweep is running in it (:data:`LOCK` is held).
+        On the local cluster, when its workers running the largest configurations at
+        once would exceed the machine's memory
+        (:func:`~validation.preflight.check_concurrent_memory`).
 
     Notes
     -----
@@ -526,6 +531,9 @@ def _sweep(entries, out_dir, client, workers, resume, checkpoints, progress, spe
                 records[e.key] = rec
                 skipped.append(e.key)
     todo = [e for e in entries if e.key not in records]
+    if client is None and todo:
+        check_concurrent_memory([e.config for e in todo],
+                                workers if workers is not None else usable_cores())
     index = _Index(os.path.join(out_dir, INDEX), entries, records, spec)
     index.write()
     ran: list = []

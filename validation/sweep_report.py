@@ -16,6 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from validation.checkpoint import atomic_write
+from validation.predictions import count_statuses
 
 FIGURES = ("plateau.png", "sharpening.png", "sharpness.png")
 #: Measurements shown in the table: (record field, column title).
@@ -50,11 +51,20 @@ def summary_rows(entries: list, records: dict) -> list[dict]:
         for field, _ in COLUMNS:
             row[field] = m.get(field)
         preds = rec.get("predictions", []) if status == "done" else []
-        row["held"] = f"{sum(p['holds'] for p in preds)}/{len(preds)}" if preds else ""
+        row["held"] = _held(preds)
         row["seconds"] = rec.get("seconds")
         row["error"] = rec.get("error", "") if status == "failed" else ""
         rows.append(row)
     return rows
+
+
+def _held(preds: list) -> str:
+    """``held/applicable`` of a configuration's predictions, with the count not applicable."""
+    if not preds:
+        return ""
+    c = count_statuses(preds)
+    na = f" ({c['not_applicable']} n/a)" if c["not_applicable"] else ""
+    return f"{c['held']}/{c['total'] - c['not_applicable']}{na}"
 
 
 def format_summary(entries: list, records: dict) -> str:

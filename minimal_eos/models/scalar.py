@@ -12,6 +12,16 @@ from .._checks import as_float_array, positive_int
 from ..symbolic import Kernels, SymbolicLoss
 from .base import Model, cached_kernels
 
+#: Deepest network whose kernels are built. The symbolic Hessian has ``D^2`` entries of
+#: ``D``-fold products, and the build time grows at least geometrically in ``D``:
+#: ``python -m benchmarks.scalar_build`` measured 0.14 s at depth 2, 9.9 s at depth 8,
+#: 31 s at depth 10 and 136 s at depth 12 on a shared 2-core machine, 1.65 to 2.4 times
+#: longer per layer, so depth 40 would take years.
+MAX_DEPTH = 12
+#: The measured build time (s) at :data:`MAX_DEPTH` and the smallest measured ratio per
+#: layer, for the estimate in the refusal.
+BUILD_SECONDS, BUILD_RATIO = 136.0, 1.65
+
 
 @dataclass(frozen=True)
 class ScalarNetwork(Model):
@@ -20,7 +30,8 @@ class ScalarNetwork(Model):
     Parameters
     ----------
     depth
-        Number of layers ``D >= 1``.
+        Number of layers, ``1 <= D <= MAX_DEPTH`` (12): deeper networks are refused with
+        an estimate of the build time of their kernels.
     x, y
         Inputs and targets of the ``n`` data points; one point ``(1, 1)`` by default, which
         gives ``L = 1/2 (w_1 ... w_D - 1)^2``.
@@ -46,6 +57,13 @@ class ScalarNetwork(Model):
 
     def __post_init__(self) -> None:
         positive_int(self.depth, "depth")
+        if self.depth > MAX_DEPTH:
+            seconds = BUILD_SECONDS * BUILD_RATIO ** (self.depth - MAX_DEPTH)
+            raise ValueError(
+                f"depth must be <= {MAX_DEPTH}; got {self.depth}: building its kernels "
+                f"would take an estimated {_duration(seconds)} or more ({BUILD_SECONDS:g} s "
+                f"at depth {MAX_DEPTH}, times {BUILD_RATIO} per layer)"
+            )
         x = as_float_array(self.x, "x", ndim=1)
         y = as_float_array(self.y, "y", ndim=1)
         if x.size == 0 or x.shape != y.shape:
@@ -75,3 +93,11 @@ class ScalarNetwork(Model):
     def kernels(self) -> Kernels:
         key = ("scalar-network", self.depth, len(self.x))
         return cached_kernels(key, lambda: self.symbolic().compile())
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in the largest unit among s, min, h, days, years that is >= 1."""
+    for unit, size in (("years", 3.15e7), ("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"

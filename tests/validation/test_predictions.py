@@ -6,6 +6,7 @@ import pytest
 from validation.predictions import (
     central_flow_rows,
     constrained_rows,
+    count_statuses,
     drop_rows,
     edge_rows,
     evaluate,
@@ -58,7 +59,8 @@ def test_a_diverged_run_makes_no_edge_row_hold():
     assert all(r["holds"] for r in edge_rows("edge", "a", _plateau_run(), what="2/eta"))
     rows = edge_rows("edge", "a", _plateau_run(diverged_at=205), what="2/eta")
     assert len(rows) == 3 and not any(r["holds"] for r in rows)
-    assert all("diverged at step 205" in r["note"] for r in rows)
+    assert all(r["status"] == "not applicable" for r in rows)
+    assert all("diverged at step 205" in r["reason"] for r in rows)
 
 
 def _results(*, cf_loss=1.0, centre_s=EDGE, x=1.0, d_cf=0.1, d_gf=1.0, d_pgd=0.1,
@@ -70,7 +72,8 @@ def _results(*, cf_loss=1.0, centre_s=EDGE, x=1.0, d_cf=0.1, d_gf=1.0, d_pgd=0.1
     main["loss"] = [1.0 + 0.01 * (-1) ** k for k in range(STEPS + 1)]
     main["x"] = [(k, x * (-1) ** k) for k in range(STEPS + 1)]
     records = {"t": t, "cf_pred_loss": [cf_loss] * len(t), "cf_sharpness": [EDGE] * len(t),
-               "gd_centre_sharpness": [centre_s] * len(t), "gd_center_cf": [d_cf],
+               "gd_centre_sharpness": [centre_s] * len(t), "cf_sigma": [0.5] * len(t),
+               "gd_center_cf": [d_cf],
                "gd_center_gf": [d_gf], "gd_center_pgd": [d_pgd], "gf_loss": [1.5]}
     return {"runs": {"main": main}, "records": records,
             "onset": None if onset is None else {"t": onset, "alpha": 1.0, "beta": 2.0}}
@@ -99,9 +102,10 @@ def test_self_stabilization_row(x, holds):
     assert r["holds"] is holds
 
 
-def test_self_stabilization_row_without_onset_fails():
+def test_self_stabilization_row_without_onset_is_not_applicable():
     (r,) = self_stabilization_rows(_results(onset=None))
-    assert not r["holds"] and r["note"] == "no onset"
+    assert not r["holds"] and r["status"] == "not applicable"
+    assert r["reason"] == "no onset of the edge of stability"
 
 
 def test_flow_distance_rows():
@@ -153,7 +157,7 @@ def test_edge_rows_numbers_and_a_diverged_run():
     diverged = dict(_run([5, 8, 7, 10.5, 10, 9.9, 10.1]), diverged_at=30)
     rows = edge_rows("edge", "a", diverged, what="2/eta")
     assert not any(r["holds"] for r in rows)
-    assert all(r["note"].endswith("the run diverged at step 30") for r in rows)
+    assert all(r["reason"] == "the run diverged at step 30" for r in rows)
     # steps before `after` are ignored: from step 10 on the run starts above 0.9 edge
     late = _by_name(edge_rows("drop", "c", _run([5, 8, 9.5, 10.5, 10]), after=10))
     assert math.isnan(late["c.rise"]["measured"]) and math.isnan(late["c.plateau"]["measured"])
@@ -162,7 +166,7 @@ def test_edge_rows_numbers_and_a_diverged_run():
 def _records():
     loss = [3.0] * 80 + [2.0] * 21  # steps 0 .. 100
     rec = {"t": [0, 50, 65, 90, 100], "cf_pred_loss": [3.0, 2.0, 3.0, 2.2, 2.0],
-           "cf_sharpness": [1.0, 2.0, 3.0, 4.0, 4.0],
+           "cf_sharpness": [1.0, 2.0, 3.0, 4.0, 4.0], "cf_sigma": [0.0, 0.0, 0.1, 0.2, 0.2],
            "gd_centre_sharpness": [1.0, 2.0, 3.0, 4.2, 4.2],
            "gd_center_cf": [0.0, 0.1], "gd_center_gf": [0.0, 0.4], "gd_center_pgd": [0.2],
            "gf_loss": [3.0, 2.9]}
@@ -212,3 +216,107 @@ def test_evaluate_runs_the_configured_checks():
     assert names == ["a.rise", "a.plateau", "a.band", "c.rise", "c.plateau", "c.band",
                      "e.oscillation", "g.distance"]
     assert "2/eta" in evaluate(res, config)[0]["quantity"]
+
+
+# -- not applicable: a row whose premise did not occur neither holds nor fails --------------
+
+
+def _status(rows):
+    return {r["name"]: r["status"] for r in rows}
+
+
+def test_row_status_and_reason():
+    assert row("x", "x", "q", 1.0, 1.01, 0.01, 0.02)["status"] == "holds"
+    assert row("x", "x", "q", 1.0, 2.0, 1.0, 0.02)["status"] == "fails"
+    assert row("x", "x", "q", 1.0, math.nan, math.nan, 0.02)["status"] == "fails"
+    na = row("x", "x", "q", 1.0, 1.01, 0.01, 0.02, reason="no onset")
+    assert na["status"] == "not applicable" and not na["holds"] and na["reason"] == "no onset"
+
+
+def test_edge_rows_not_applicable_without_their_premise():
+    # sharpening that never reaches the edge: the rise fails, plateau and band need an onset
+    never = edge_rows("edge", "a", _run([5, 6, 7, 8] * 5), what="2/eta")
+    assert _status(never) == {"a.rise": "fails", "a.plateau": "not applicable",
+                              "a.band": "not applicable"}
+    assert never[1]["reason"].startswith("no onset")
+    # a run that starts at the edge: nothing to observe about sharpening
+    flat = _by_name(edge_rows("edge", "a", _run([10.1, 9.9] * 10), what="2/eta"))
+    assert flat["a.rise"]["status"] == "not applicable"
+    assert "never 10% below the edge" in flat["a.rise"]["reason"]
+    empty = edge_rows("drop", "c", _run([5, 8, 10.5]), after=100, what="2/eta")
+    assert all(r["reason"] == "no tracked steps from step 100 on" for r in empty)
+
+
+def test_flow_distance_rows_without_an_edge_are_not_applicable():
+    """No onset: the central flow is gradient flow, both ratios are exactly 1.0 and held
+    under ``error <= tolerance``; they must be not applicable."""
+    same = _results(onset=None, d_cf=1.0, d_gf=1.0, cf_loss=1.5)
+    rows = flow_distance_rows(same)
+    assert [r["measured"] for r in rows] == [1.0, 1.0]
+    assert _status(rows) == {"f.distance": "not applicable", "f.loss": "not applicable"}
+    assert all("no onset" in r["reason"] for r in rows)
+    # an onset, but the central flow never left gradient flow (tr Sigma = 0 throughout)
+    flat = _results(d_cf=1.0, d_gf=1.0, cf_loss=1.5)
+    flat["records"]["cf_sigma"] = [0.0] * len(flat["records"]["t"])
+    assert set(_status(flow_distance_rows(flat)).values()) == {"not applicable"}
+    assert "never reached the edge" in flow_distance_rows(flat)[0]["reason"]
+    diverged = flow_distance_rows(_results(diverged_at=50))
+    assert all(r["reason"] == "GD diverged at step 50" for r in diverged)
+
+
+def test_central_flow_rows_not_applicable_without_onset_or_window():
+    assert set(_status(central_flow_rows(_results(onset=None), WINDOW)).values()) \
+        == {"not applicable"}
+    # onset at step 90: the last 20 steps (80..100) start before it
+    late = _by_name(central_flow_rows(_results(onset=90), WINDOW))
+    assert late["d.loss"]["status"] == late["d.sharpness"]["status"] == "not applicable"
+    assert "too short a window" in late["d.loss"]["reason"]
+    assert late["d.loss_path"]["reason"] == ("no record time with a full centred window "
+                                             "after the onset")
+    diverged = central_flow_rows(_results(diverged_at=50), WINDOW)
+    assert all(r["reason"] == "GD diverged at step 50" for r in diverged)
+
+
+def test_self_stabilization_row_not_applicable_without_its_premise():
+    res = _results()
+    res["onset"]["beta"] = -2.0
+    (r,) = self_stabilization_rows(res)
+    assert r["status"] == "not applicable" and "beta > 0" in r["reason"]
+    late = _results(onset=STEPS + 1)
+    (r,) = self_stabilization_rows(late)
+    assert r["reason"] == "no oscillation recorded after the onset"
+    (r,) = self_stabilization_rows(_results(diverged_at=50))
+    assert r["reason"] == "the run diverged at step 50"
+
+
+def test_constrained_row_not_applicable_without_onset_or_gradient_flow():
+    (r,) = constrained_rows(_results(onset=None))
+    assert r["status"] == "not applicable" and "no onset" in r["reason"]
+    no_gf = _results()
+    no_gf["records"]["gd_center_gf"] = []
+    (r,) = constrained_rows(no_gf)
+    assert r["status"] == "not applicable" and "gradient flow" in r["reason"]
+    (r,) = constrained_rows(_results(diverged_at=50))
+    assert r["reason"] == "the run diverged at step 50"
+
+
+def test_drop_rows_not_applicable_when_the_main_run_diverged_before_the_drop():
+    rise = [(100 + 5 * k, s) for k, s in enumerate([5, 7, 9, 10.2] + [10.1, 9.9] * 20)]
+    res = {"runs": {"drop": {"edge": EDGE, "sharpness": rise},
+                    "main": {"diverged_at": 40}}}
+    rows = drop_rows(res, 100)
+    assert set(_status(rows).values()) == {"not applicable"}
+    assert all("diverged at step 40, before the drop" in r["reason"] for r in rows)
+    res["runs"]["main"]["diverged_at"] = None
+    assert set(_status(drop_rows(res, 100)).values()) == {"holds"}
+
+
+def test_evaluate_counts_statuses():
+    config = SimpleNamespace(checks=("edge", "central-flow", "self-stabilization",
+                                     "flow-distance", "constrained"), window=WINDOW)
+    assert count_statuses(evaluate(_results(), config)) == {
+        "held": 10, "failed": 0, "not_applicable": 0, "total": 10}
+    assert count_statuses(evaluate(_results(diverged_at=205), config)) == {
+        "held": 0, "failed": 0, "not_applicable": 10, "total": 10}
+    no_onset = count_statuses(evaluate(_results(onset=None), config))
+    assert no_onset["held"] == 3 and no_onset["not_applicable"] == 7

@@ -48,11 +48,30 @@ def test_batch_sharpness_rows_fail(records, failing):
     assert {n for n, ok in _holds(rows).items() if not ok} == failing, rows
 
 
+def _statuses(rows):
+    return {r["name"]: r["status"] for r in rows}
+
+
+def test_batch_sharpness_rows_without_their_premise_are_not_applicable():
+    # no sharpening (alpha <= 0): the gap formula predicts nothing; the levels still count
+    rows = batch_sharpness_rows(_sgd(alpha=-1.0))
+    assert _statuses(rows) == {"h.plateau": "holds", "h.below": "holds",
+                               "h.gap": "not applicable"}, rows
+    assert "alpha" in rows[2]["reason"]
+    # a diverged run: nothing applies
+    rows = batch_sharpness_rows(_sgd(diverged_at=70))
+    assert set(_statuses(rows).values()) == {"not applicable"}
+    assert all("diverged at step 70" in r["reason"] for r in rows)
+    # a real failure stays a failure
+    assert _statuses(batch_sharpness_rows(_sgd(lam=10.5)))["h.below"] == "fails"
+
+
 def test_batch_sharpness_rows_fail_without_onset():
     res = _sgd()
     res["stochastic"]["batch_sharpness"] = [6.0] * len(res["stochastic"]["t"])
     rows = batch_sharpness_rows(res)
-    assert not any(_holds(rows).values())
+    assert set(_statuses(rows).values()) == {"not applicable"}
+    assert all("no onset" in r["reason"] for r in rows)
     # the levels are still measured, over the second half of the run
     assert rows[0]["measured"] == 6.0 and "no onset" in rows[0]["note"]
     assert rows[2]["measured"] == pytest.approx(1.0)
@@ -85,3 +104,14 @@ def test_preconditioned_edge_rows_hold_at_the_adam_threshold():
 def test_preconditioned_edge_rows_fail(records, failing):
     rows = preconditioned_edge_rows(_adam(**records))
     assert {n for n, ok in _holds(rows).items() if not ok} == failing, rows
+
+
+def test_preconditioned_edge_rows_without_an_onset_are_not_applicable():
+    # RMSProp's preconditioned sharpness comes down to its threshold from above: no rise
+    res = _adam()
+    res["adaptive"]["preconditioned"] = [60.0, 50.0, 45.0] + [39.0] * 21
+    statuses = _statuses(preconditioned_edge_rows(res))
+    assert statuses == dict.fromkeys(("i.rise", "i.plateau", "i.band", "i.raw"),
+                                     "not applicable"), statuses
+    # hovering above the threshold after a real rise is a failure, not n/a
+    assert _statuses(preconditioned_edge_rows(_adam(pre_plateau=45.0)))["i.plateau"] == "fails"
