@@ -42,25 +42,27 @@ def score(counts: Counter) -> float:
 def render(outcomes: dict[str, dict[str, str]]) -> str:
     """The results file: a table of counts and scores, then the mutants left alive."""
     lines = ["# Mutation testing (mutmut): `make mutate`", "",
-             "| module | mutants | killed | survived | suspicious | timeout | no tests | score |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| module | mutants | killed | survived | suspicious | timeout | no tests "
+             "| not run | score |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     total = Counter()
     for module, by_name in outcomes.items():
         counts = Counter(by_name.values())
         total += counts
         lines.append(f"| {module} | {len(by_name)} | {counts['killed']} | "
                      f"{counts['survived']} | {counts['suspicious']} | {counts['timeout']} | "
-                     f"{counts['no tests']} | "
+                     f"{counts['no tests']} | {counts['not checked']} | "
                      f"{score(counts):.1%} |")
     lines.append(f"| all | {sum(total.values())} | {total['killed']} | {total['survived']} | "
                  f"{total['suspicious']} | {total['timeout']} | {total['no tests']} | "
-                 f"{score(total):.1%} |")
+                 f"{total['not checked']} | {score(total):.1%} |")
     lines += ["", "Score: killed / (killed + survived + timeout + suspicious). Suspicious: the",
               "test process ended by a signal (mutmut could not decide); counted as not killed.",
-              ""]
+              "Not run: the run was stopped before it reached these mutants; they are not in",
+              "the score.", ""]
     for module, by_name in outcomes.items():
         alive = [f"- `{name}`: {status}" for name, status in by_name.items()
-                 if status in ("survived", "suspicious", "not checked")]
+                 if status in ("survived", "suspicious", "timeout")]
         if alive:
             lines += [f"## Not killed in {module}", "", *alive, ""]
     return "\n".join(lines)
