@@ -4,6 +4,9 @@ Reads mutmut's per-file records under ``mutants/`` and writes ``mutation/results
 each mutated module the counts by outcome and the score, then every mutant that was not
 killed, by name (``python -m mutmut show NAME`` prints its diff).
 
+``mutation/equivalent.md`` (the classes of surviving mutants that cannot change behaviour,
+read by hand) is appended to the results.
+
 The score is ``killed / (killed + survived + timeout + suspicious)``: the mutants that some
 selected test reaches. Mutants that no selected test reaches ("no tests") are counted
 apart, not as kills; they are covered, if at all, by tests outside the fast selection of
@@ -20,6 +23,7 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 
 CHECKED = ("killed", "survived", "timeout", "suspicious")
+EQUIVALENT = Path(__file__).with_name("equivalent.md")
 
 
 def module_outcomes(mutants: Path) -> dict[str, dict[str, str]]:
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     if not outcomes:
         raise SystemExit(f"no mutmut results under {args.mutants}: run `make mutate` first")
     text = render(outcomes)
+    if EQUIVALENT.exists():
+        text += "\n" + EQUIVALENT.read_text().rstrip("\n")
     args.out.write_text(text + "\n")
     print(text)
 
