@@ -172,6 +172,24 @@ def test_central_flow_records_must_be_aligned():
     res = _results(loss=[1.0] * 101, t=[80, 100], cf_pred=[1.0], onset=0)
     with pytest.raises(ValueError):
         central_flow_rows(res, window=20)
+    # one sharpness record short: the window mean over it must refuse as well
+    res = _results(loss=[1.0] * 101, t=[80, 100], cf_pred=[1.0, 1.0], onset=0)
+    res["records"]["cf_sharpness"] = [4.0]
+    with pytest.raises(ValueError):
+        central_flow_rows(res, window=20)
+
+
+def test_central_flow_rows_without_records_in_the_window_are_nan_without_warnings():
+    """No record of the flow in the last 20 steps, and no onset: nothing to average."""
+    res = _results(loss=[1.0] * 101, t=[0, 50], cf_pred=[1.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mean of an empty list
+        rows = _by_name(central_flow_rows(res, window=20))
+    assert math.isnan(rows["d.loss"]["predicted"]) and not rows["d.loss"]["holds"]
+    assert math.isnan(rows["d.loss_path"]["measured"]) and not rows["d.loss_path"]["holds"]
+    assert rows["d.loss_path"]["note"].startswith("0 record times")
+    # the loss row says what it compares: the flow's L + tr(Sigma)/eta with GD's mean loss
+    assert "L(w) + tr(Sigma)/eta" in rows["d.loss"]["note"]
 
 
 @pytest.mark.parametrize(("factor", "holds"), [(1.9, True), (2.1, False), (1 / 1.9, True),
