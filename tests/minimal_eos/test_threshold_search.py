@@ -15,6 +15,7 @@ from minimal_eos.thresholds import (
     derive_all,
     eta_sym,
     known_thresholds,
+    schur_cohn_conditions,
     spectral_radius,
     stability_threshold,
 )
@@ -77,3 +78,15 @@ def test_derive_all_reproduces_every_closed_form():
     derived = derive_all()
     for name, expr in known_thresholds().items():
         assert sp.simplify(derived[name].expr - expr) == 0, name
+
+
+def test_schur_cohn_gives_one_condition_per_degree():
+    """(z - 1/2)(z + 3/10)(z - 1/5): every root inside the unit circle, so the three
+    conditions D_3, D_2, D_1 are all positive (numpy's roots are the independent check)."""
+    z = sp.Symbol("z")
+    poly = sp.Poly(sp.expand((z - sp.Rational(1, 2)) * (z + sp.Rational(3, 10))
+                             * (z - sp.Rational(1, 5))), z)
+    conds = schur_cohn_conditions(poly)
+    assert len(conds) == 3 and all(float(c) > 0 for c in conds)
+    coeffs = [float(c) for c in poly.all_coeffs()]
+    assert np.max(np.abs(np.roots(coeffs))) < 1
