@@ -6,6 +6,7 @@ which name is unknown), so the tests match the start of the message.
 
 import numpy as np
 import pytest
+import sympy as sp
 
 from minimal_eos._checks import (
     as_float_array,
@@ -16,7 +17,8 @@ from minimal_eos._checks import (
     positive_int,
     record_count,
 )
-from minimal_eos.schedules import Adaptive, Drop
+from minimal_eos.optimizers import HeavyBall, Nesterov
+from minimal_eos.schedules import Adaptive, Drop, Warmup, get_schedule
 
 
 def test_as_float_array_converts_and_checks_dimensions():
@@ -128,3 +130,24 @@ def test_schedule_arguments_at_their_bounds():
         Drop(-1)
     with pytest.raises(ValueError, match=r"^the adaptive schedule needs the current sharpness"):
         Adaptive().step(1.0, 0)
+    with pytest.raises(ValueError, match=r"^factor must be finite and > 0"):
+        Drop(3, 0.0)
+    with pytest.raises(ValueError, match=r"^steps must be an integer >= 1"):
+        Warmup(0)
+    with pytest.raises(ValueError, match=r"^floor must be finite and > 0"):
+        Adaptive(-1.0)
+    with pytest.raises(ValueError, match=r"^unknown schedule 'cosine'"):
+        get_schedule("cosine")
+
+
+@pytest.mark.parametrize("cls", [HeavyBall, Nesterov])
+def test_momentum_is_checked_and_stored_as_a_float(cls):
+    for beta in (0, 0.5, np.float64(0.5), sp.Float(0.25), sp.Rational(1, 2)):
+        opt = cls(beta)
+        assert type(opt.beta) is float and opt.beta == float(beta)
+    for bad in (1.0, -0.1, np.nan, sp.Integer(2)):
+        with pytest.raises(ValueError, match=r"^beta must lie in \[0.0, 1.0\)"):
+            cls(bad)
+    # a symbol stays a symbol, for the symbolic derivation of thresholds
+    beta = sp.Symbol("beta")
+    assert cls(beta).beta is beta
