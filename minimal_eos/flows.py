@@ -457,19 +457,38 @@ def _record_times(steps: float, records: int | None, t_eval) -> np.ndarray:
     return np.linspace(0.0, steps, records)
 
 
-def _integrate(theta0, steps, rhs, t, rtol, atol, method, max_step, bound):
-    """``solve_ivp`` with a terminal event when a coordinate leaves ``[-bound, bound]``."""
+def _integrate(theta0, steps, rhs, t, rtol, atol, method, max_step, bound, ceiling=None):
+    """``solve_ivp`` with a terminal event when a coordinate leaves ``[-bound, bound]``.
+
+    ``ceiling = (sharpness, s_max)`` adds a terminal event when ``sharpness(w)`` rises past
+    ``s_max``.
+    """
 
     def escape(_t, w):
         return bound - np.max(np.abs(w))
 
     escape.terminal = True
+    events = [escape]
+    if ceiling is not None:
+        sharpness, s_max = ceiling
+
+        def above(_t, w):
+            return s_max - sharpness(w)
+
+        above.terminal = True
+        above.direction = -1
+        events.append(above)
     sol = solve_ivp(rhs, (0.0, float(steps)), theta0, method=method, t_eval=t, rtol=rtol,
-                    atol=atol, max_step=max_step, events=escape)
+                    atol=atol, max_step=max_step, events=events)
     if sol.status == 1:
         sol.success = False
-        sol.message = (f"the flow left |w| <= {bound:g} at t = {sol.t_events[0][0]:.6g} "
-                       f"(records stop there)")
+        if sol.t_events[0].size:
+            sol.message = (f"the flow left |w| <= {bound:g} at t = {sol.t_events[0][0]:.6g} "
+                           f"(records stop there)")
+        else:
+            sol.message = (f"the sharpness rose past {s_max:.6g} = (1 + edge_tol) 2/eta at "
+                           f"t = {sol.t_events[1][0]:.6g}: the central flow holds it at or "
+                           f"below 2/eta, so this is not the central flow (records stop there)")
     return sol
 
 
@@ -539,6 +558,7 @@ def central_flow(
     method: str = "Radau",
     max_step: float | None = None,
     divergence_bound: float = 1e8,
+    edge_tol: float = 1e-3,
 ) -> FlowResult:
     """The central flow of GD with step size ``eta``, over ``steps`` GD steps of time.
 
@@ -565,6 +585,11 @@ def central_flow(
     divergence_bound
         Integration stops (``success = False``, records end there) when a coordinate
         leaves ``[-bound, bound]``.
+    edge_tol
+        Integration also stops when the sharpness rises past ``(1 + edge_tol) 2/eta``.
+        The flow holds every eigenvalue at or below ``2/eta`` (to about ``rtol``), so a
+        sharpness above it means the right-hand side is wrong or ``rtol`` far too loose;
+        stopping there reports it at once instead of integrating a runaway.
 
     Returns
     -------
@@ -605,7 +630,9 @@ def central_flow(
         return _central_velocity(ev.at(w), eta, stiffness, window, max_critical).velocity
 
     bound = positive_float(divergence_bound, "divergence_bound")
-    sol = _integrate(th, steps, rhs, t, rtol, atol, method, max_step, bound)
+    s_max = (1.0 + positive_float(edge_tol, "edge_tol")) * 2.0 / eta
+    sol = _integrate(th, steps, rhs, t, rtol, atol, method, max_step, bound,
+                     ceiling=(lambda w: ev.at(w).sharpness(), s_max))
     ths = sol.y.T
     info = [_central_velocity(ev.at(w), eta, stiffness, window, max_critical) for w in ths]
     loss = np.array([ev.at(w).loss() for w in ths])

@@ -19,6 +19,15 @@ examples and the slow tests at full size.
 
 Compiled kernels are cached in a fresh folder per test run (``MINIMAL_EOS_CACHE``), so that
 the tests neither read nor write the user's kernel cache and never depend on its content.
+
+Under mutmut (``MUTANT_UNDER_TEST`` in the environment) the parallel kernels run on numba's
+``workqueue`` threading layer: mutmut forks one child per mutant from a process that has
+already run them, and GNU OpenMP ends such a child with SIGTERM ("fork() called from a
+process already using GNU OpenMP") as soon as it enters a parallel region, which mutmut
+can only report as "suspicious". The workqueue layer survives the fork. All of mutmut's
+test runs share one kernel cache in its working folder (``kernel-cache``), so that a kernel
+that a mutant leaves unchanged is compiled once, not once per mutant (a mutated update
+rule generates another module text, hence another cache entry).
 """
 
 import os
@@ -26,6 +35,7 @@ import shutil
 import tempfile
 import zlib
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -39,9 +49,14 @@ settings.register_profile("long", derandomize=True, database=None, **_COMMON)
 settings.register_profile("explore", derandomize=False, **_COMMON)
 settings.load_profile("deterministic")
 
+UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
+if UNDER_MUTMUT:
+    numba.config.THREADING_LAYER = "workqueue"
+
 
 def pytest_unconfigure(config):
-    shutil.rmtree(config.kernel_cache, ignore_errors=True)
+    if not UNDER_MUTMUT:
+        shutil.rmtree(config.kernel_cache, ignore_errors=True)
 
 
 def pytest_addoption(parser):
@@ -56,7 +71,10 @@ def pytest_configure(config):
     # runs before the hypothesis plugin's own configure: --hypothesis-profile still wins
     if config.getoption("--full"):
         settings.load_profile("long")
-    config.kernel_cache = tempfile.mkdtemp(prefix="minimal-eos-kernels-")
+    if UNDER_MUTMUT:
+        config.kernel_cache = str(config.rootpath / "kernel-cache")
+    else:
+        config.kernel_cache = tempfile.mkdtemp(prefix="minimal-eos-kernels-")
     os.environ["MINIMAL_EOS_CACHE"] = config.kernel_cache
 
 

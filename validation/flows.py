@@ -28,6 +28,9 @@ from validation.sharpness import SharpnessTracker
 
 _EPS_T = 1e-9  # times closer than this (in GD steps) are the same time
 _CANDIDATES = 0.99  # eigenvalues above this fraction of 2/eta enter the projection and Sigma
+# an eigenvalue this far (relatively) above 2/eta before a projection: the projection does
+# not hold the edge (a step moves an eigenvalue by far less), and the flow stops
+_RUNAWAY = 0.1
 #: Relative residual of the eigenpairs a :class:`CentralFlow` should project with (see
 #: its ``tracker`` parameter).
 EDGE_TOL = 3e-4
@@ -282,6 +285,7 @@ class CentralFlow:
         self.steps = 0
         self.projections = 0
         self.shortened = 0
+        self._ceiling: float | None = None
 
     @property
     def edge(self) -> float:
@@ -347,9 +351,17 @@ class CentralFlow:
             self.sigma = np.zeros((0, 0))
 
     def advance(self, t_target: float) -> None:
-        """Integrate up to time ``t_target`` (in GD steps)."""
+        """Integrate up to time ``t_target`` (in GD steps).
+
+        Raises a RuntimeError when the sharpness before a projection is more than 10%
+        above ``2/eta`` (or above the sharpness of a start above the edge): the projection
+        no longer holds the edge, and integrating on would only shrink the steps
+        (``dt ~ 1 / (eta lambda_1)``) while the eigenvalue runs away.
+        """
         if self.steps == 0 and torch.isnan(self.eigenvalues[0]):
             self._estimate()
+        if self._ceiling is None:
+            self._ceiling = (1.0 + _RUNAWAY) * max(self.edge, float(self.eigenvalues[0]))
         step, moved = 0.0, False
         while t_target - self.t > _EPS_T:
             rate = self.eta * max(float(self.eigenvalues[0]), 1e-12)
@@ -359,7 +371,13 @@ class CentralFlow:
             self.t += dt
             self.steps += 1
             step = float(torch.linalg.vector_norm(self.w - w_old))
-            self._project(self._estimate(), step)
+            est = self._estimate()
+            if float(est.values[0]) > self._ceiling:
+                raise RuntimeError(
+                    f"the central flow's sharpness {float(est.values[0]):.6g} rose more than "
+                    f"{_RUNAWAY:.0%} above max(2/eta, its start) at t = {self.t:.6g}: the "
+                    f"projection does not hold the edge")
+            self._project(est, step)
             moved = True
         self.t = float(t_target) if abs(self.t - t_target) <= _EPS_T else self.t
         if moved:
