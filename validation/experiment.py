@@ -18,7 +18,13 @@ import torch
 from validation.adaptive import Adam, PreconditionedProbe, RMSProp
 from validation.checkpoint import load_checkpoint, save_checkpoint
 from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
-from validation.flows import EDGE_TOL, CentralFlow, ConstrainedTrajectory, GradientFlow
+from validation.flows import (
+    EDGE_TOL,
+    CentralFlow,
+    ConstrainedTrajectory,
+    FlowRunaway,
+    GradientFlow,
+)
 from validation.networks import ACTIVATIONS, ARCHITECTURES, PARAMETRIZATIONS, build_network
 from validation.objective import LOSSES, Objective, make_objective
 from validation.preflight import ConfigError
@@ -363,6 +369,8 @@ class Experiment:
         need_flows = bool(checks & {"central-flow", "flow-distance"})
         self.gf = self.cf = self.pgd = None
         self.cf_branched = False
+        #: Why the central flow stopped (its projection lost the edge), or None.
+        self.cf_stopped: str | None = None
         self.gf_prev: tuple[float, torch.Tensor] | None = None
         if need_flows:
             self.gf = GradientFlow(self.objective, config.eta, self.w0,
@@ -519,15 +527,26 @@ class Experiment:
                         else (0.0, self.w0)
                     self.cf.w, self.cf.t = w_prev_gf.clone(), t_prev
                     self.cf_branched = True
-            if self.cf_branched:
-                self.cf.advance(t)
-            rec["cf_loss"].append(float(self.objective.value(self.cf.w)))
-            rec["cf_pred_loss"].append(self.cf.predicted_loss())
-            rec["cf_sharpness"].append(self.cf.sharpness)
-            rec["cf_sigma"].append(self.cf.sigma_trace)
-            second = float(self.cf.eigenvalues[1]) if self.cf.eigenvalues.numel() > 1 else math.nan
-            rec["cf_eig2"].append(second)
-            rec["gd_center_cf"].append(float(torch.linalg.vector_norm(centre - self.cf.w)))
+            if self.cf_branched and self.cf_stopped is None:
+                try:
+                    self.cf.advance(t)
+                except FlowRunaway as err:
+                    # Recorded, not raised: the flow's rows fail with this reason, and GD
+                    # and the other runs go on.
+                    self.cf_stopped = f"the central flow stopped before step {t}: {err}"
+            if self.cf_stopped is None:
+                rec["cf_loss"].append(float(self.objective.value(self.cf.w)))
+                rec["cf_pred_loss"].append(self.cf.predicted_loss())
+                rec["cf_sharpness"].append(self.cf.sharpness)
+                rec["cf_sigma"].append(self.cf.sigma_trace)
+                second = (float(self.cf.eigenvalues[1]) if self.cf.eigenvalues.numel() > 1
+                          else math.nan)
+                rec["cf_eig2"].append(second)
+                rec["gd_center_cf"].append(float(torch.linalg.vector_norm(centre - self.cf.w)))
+            else:
+                for key in ("cf_loss", "cf_pred_loss", "cf_sharpness", "cf_sigma", "cf_eig2",
+                            "gd_center_cf"):
+                    rec[key].append(math.nan)
         if self.pgd is not None:
             rec["pgd_loss"].append(float(self.objective.value(self.pgd.w)))
             rec["pgd_sharpness"].append(self.pgd.sharpness)
@@ -578,7 +597,8 @@ class Experiment:
                 "runs": {k: r.state_dict() for k, r in self.runs.items()},
                 "gf": self.gf.state_dict() if self.gf is not None else None,
                 "cf": self.cf.state_dict() if self.cf is not None else None,
-                "cf_branched": self.cf_branched, "gf_prev": self.gf_prev,
+                "cf_branched": self.cf_branched, "cf_stopped": self.cf_stopped,
+                "gf_prev": self.gf_prev,
                 "centre_tracker": (self.centre_tracker.state_dict()
                                    if self.centre_tracker is not None else None),
                 "pgd": self.pgd.state_dict() if self.pgd is not None else None,
@@ -599,6 +619,7 @@ class Experiment:
             self.gf.load_state_dict(state["gf"])
             self.cf.load_state_dict(state["cf"])
         self.cf_branched = bool(state["cf_branched"])
+        self.cf_stopped = state["cf_stopped"]
         if state["centre_tracker"] is not None:
             self.centre_tracker = self._tracker(1, seed=7)
             self.centre_tracker.load_state_dict(state["centre_tracker"])
@@ -640,6 +661,7 @@ class Experiment:
             out["cf_projections"] = self.cf.projections
             out["cf_shortened"] = self.cf.shortened
             out["cf_edge_gap"] = self.cf_edge_gap()
+            out["cf_stopped"] = self.cf_stopped
         if self.sgd is not None:
             out["stochastic"] = {"batch_size": self.config.batch_size,
                                  "batches": self.config.bs_batches, **self.sgd.records}

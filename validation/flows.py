@@ -36,6 +36,10 @@ _RUNAWAY = 0.1
 EDGE_TOL = 3e-4
 
 
+class FlowRunaway(RuntimeError):
+    """The central flow's projection no longer holds the edge (see :meth:`CentralFlow.advance`)."""
+
+
 def rk4_step(objective: Objective, w: torch.Tensor, eta: float, dt: float) -> torch.Tensor:
     """One classical Runge-Kutta step of ``dw/dt = -eta grad L(w)`` of length ``dt`` steps.
 
@@ -353,7 +357,7 @@ class CentralFlow:
     def advance(self, t_target: float) -> None:
         """Integrate up to time ``t_target`` (in GD steps).
 
-        Raises a RuntimeError when the sharpness before a projection is more than 10%
+        Raises :class:`FlowRunaway` when the sharpness before a projection is more than 10%
         above ``2/eta`` (or above the sharpness of a start above the edge): the projection
         no longer holds the edge, and integrating on would only shrink the steps
         (``dt ~ 1 / (eta lambda_1)``) while the eigenvalue runs away.
@@ -373,7 +377,7 @@ class CentralFlow:
             step = float(torch.linalg.vector_norm(self.w - w_old))
             est = self._estimate()
             if float(est.values[0]) > self._ceiling:
-                raise RuntimeError(
+                raise FlowRunaway(
                     f"the central flow's sharpness {float(est.values[0]):.6g} rose more than "
                     f"{_RUNAWAY:.0%} above max(2/eta, its start) at t = {self.t:.6g}: the "
                     f"projection does not hold the edge")

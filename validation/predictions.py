@@ -77,6 +77,15 @@ def not_applicable(rows: list, reason: str) -> list:
     return rows
 
 
+def failed(rows: list, reason: str) -> list:
+    """Mark the applicable ``rows`` as failing because of ``reason`` (the prediction could not
+    be computed: e.g. the central flow stopped). Rows already not applicable stay so."""
+    for r in rows:
+        if r["status"] != NOT_APPLICABLE:
+            r["reason"], r["status"], r["holds"] = reason, FAILS, False
+    return rows
+
+
 def status_of(r: dict) -> str:
     """``r["status"]``; for a row written before statuses existed, from ``r["holds"]``."""
     return r.get("status") or (HOLDS if r["holds"] else FAILS)
@@ -192,7 +201,8 @@ def flow_premise(res: dict) -> str:
     They need GD not to have diverged, an onset of the edge of stability in GD's run,
     flow records, and a central flow that reached the edge (``tr Sigma > 0`` at some
     record): below the edge the central flow is gradient flow, and every comparison of
-    the two is trivially equal.
+    the two is trivially equal. A central flow that stopped (``res["cf_stopped"]``) is not
+    a missing premise: its rows fail with that reason.
     """
     main = res["runs"]["main"]
     if main.get("diverged_at") is not None:
@@ -202,7 +212,7 @@ def flow_premise(res: dict) -> str:
     rec = res["records"]
     if not rec.get("t"):
         return "no flow records"
-    if not any(s > 0 for s in rec.get("cf_sigma", [])):
+    if not res.get("cf_stopped") and not any(s > 0 for s in rec.get("cf_sigma", [])):
         return ("the central flow never reached the edge (tr Sigma = 0 at every record): "
                 "it is gradient flow")
     return ""
@@ -272,7 +282,7 @@ def central_flow_rows(res: dict, window: int) -> list:
                     cf_s, centre_s, abs(centre_s - cf_s) / cf_s, 0.02,
                     f"2/eta = {main['edge']:.4g}; at the iterates themselves: {gd_s:.4g}",
                     reason=window_reason))
-    return rows
+    return failed(rows, res["cf_stopped"]) if res.get("cf_stopped") else rows
 
 
 def self_stabilization_rows(res: dict) -> list:
@@ -336,7 +346,7 @@ def flow_distance_rows(res: dict) -> list:
                     "|GD - CF| / |GD - GF| in time-averaged loss at the last step",
                     0.0, ratio_l, ratio_l, 1.0, f"GD {gd:.4g}, CF {cf_l:.4g}, GF {gf_l:.4g}",
                     reason=premise))
-    return rows
+    return failed(rows, res["cf_stopped"]) if res.get("cf_stopped") else rows
 
 
 def constrained_rows(res: dict) -> list:

@@ -36,6 +36,8 @@ def format_table(rows: list, *, diverged: dict | None = None) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
     lines += [f"n/a {r['name']}: {r['reason']}" for r in rows
               if status_of(r) == NOT_APPLICABLE]
+    lines += [f"fails {r['name']}: {r['reason']}" for r in rows
+              if status_of(r) != NOT_APPLICABLE and r.get("reason")]
     lines += [f"diverged: {name} {text}" for name, text in (diverged or {}).items()]
     c = count_statuses(rows)
     lines.append(f"{c['held']} of {c['total']} predictions hold, {c['failed']} fail, "
@@ -99,7 +101,8 @@ def build_report(config: dict, rows: list, results: dict, timing: dict) -> dict:
                     "cf_steps": results.get("cf_steps"),
                     "cf_projections": results.get("cf_projections"),
                     "cf_shortened": results.get("cf_shortened"),
-                    "cf_edge_gap": results.get("cf_edge_gap")},
+                    "cf_edge_gap": results.get("cf_edge_gap"),
+                    "cf_stopped": results.get("cf_stopped")},
         "runs": runs,
         "records": results["records"],
         "timing": timing,

@@ -1,9 +1,11 @@
 """The torch central flow stops at once, with a reason, when its projection fails."""
 
+import math
+
 import pytest
 import torch
 
-from validation.flows import CentralFlow
+from validation.flows import CentralFlow, FlowRunaway
 from validation.sharpness import SharpnessTracker
 
 
@@ -28,6 +30,34 @@ def test_a_projection_that_pushes_up_stops_the_flow(tiny, monkeypatch):
 
     monkeypatch.setattr(CentralFlow, "_project", pushes_up)
     cf = CentralFlow(obj, eta, w, tracker=_tracker(obj, w, k=2))
-    with pytest.raises(RuntimeError, match="projection does not hold the edge"):
+    with pytest.raises(FlowRunaway, match="projection does not hold the edge"):
         cf.advance(200)
     assert cf.t < 200
+
+
+def test_a_run_whose_central_flow_runs_away_reports_it(monkeypatch):
+    """In a run, the flow's stop is recorded, not raised: GD finishes, the flow's records
+    after the stop are NaN, and the central-flow rows fail with the reason."""
+    from validation.experiment import Config, run_experiment
+    from validation.predictions import evaluate
+    from validation.report import format_table
+
+    project = CentralFlow._project
+
+    def pushes_up(self, est, step):
+        before = self.w
+        project(self, est, step)
+        self.w = before - (self.w - before)
+
+    monkeypatch.setattr(CentralFlow, "_project", pushes_up)
+    cfg = Config(n=300, width=32, eta=0.4, steps=320, track_every=3, window=60,
+                 checks=("edge", "central-flow", "flow-distance"))
+    res = run_experiment(cfg, device="cpu")
+    assert res["cf_stopped"] and "does not hold the edge" in res["cf_stopped"]
+    assert len(res["runs"]["main"]["loss"]) == cfg.steps + 1
+    assert any(math.isnan(v) for v in res["records"]["cf_pred_loss"])
+    rows = evaluate(res, cfg)
+    flow = [r for r in rows if r["check"] in ("central-flow", "flow-distance")]
+    assert flow and all(r["status"] in ("fails", "not applicable") for r in flow)
+    assert any(r["status"] == "fails" and r["reason"] == res["cf_stopped"] for r in flow)
+    assert "fails d.loss: the central flow stopped" in format_table(rows)

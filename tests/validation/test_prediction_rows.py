@@ -28,7 +28,7 @@ from validation.predictions import (
 )
 
 KEYS = {"check", "name", "quantity", "predicted", "measured", "error", "tolerance", "holds",
-        "note"}
+        "note", "status", "reason"}
 
 
 def _by_name(rows):
@@ -92,15 +92,16 @@ def test_a_lowest_point_at_exactly_0_9_edge_is_no_sharpening():
     rows = _by_name(edge_rows("edge", "a", _run([0.9, 0.95, 0.98], edge=1.0)))
     rise = rows["a.rise"]
     assert math.isnan(rise["measured"]) and math.isnan(rise["error"]) and not rise["holds"]
-    assert "never 10% below the edge" in rise["note"]
-    assert rows["a.plateau"]["note"] == "no onset"
+    assert rise["status"] == "not applicable"
+    assert "never 10% below the edge" in rise["reason"]
+    assert rows["a.plateau"]["reason"].startswith("no onset")
 
 
 def test_edge_rows_of_a_run_with_no_tracked_step_are_nan_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no mean of an empty list either
         rows = _by_name(edge_rows("drop", "c", _run([5, 10.5, 10]), after=100))
-    assert rows["c.rise"]["note"] == "no tracked steps"
+    assert rows["c.rise"]["reason"] == "no tracked steps from step 100 on"
     for r in rows.values():
         assert math.isnan(r["measured"]) and not r["holds"]
 
@@ -229,7 +230,8 @@ def test_self_stabilization_below_one_beta_and_without_steps():
     assert math.isnan(r["measured"]) and not r["holds"]
     (none,) = self_stabilization_rows(dict(res, onset=None))
     assert none["check"] == "self-stabilization" and none["name"] == "e.oscillation"
-    assert none["note"] == "no onset" and none["quantity"]
+    assert none["reason"] == "no onset of the edge of stability" and none["quantity"]
+    assert none["status"] == "not applicable"
 
 
 def _distances(**change):
@@ -237,9 +239,10 @@ def _distances(**change):
     the last 11 (a centred window of 21 clipped at the end)."""
     loss = [k * k / 1000 for k in range(101)]
     records = dict(gd_center_cf=[5.0, 9.0, 0.3], gd_center_gf=[7.0, 0.1, 0.6],
-                   gd_center_pgd=[4.0, 8.0, 0.15], gf_loss=[0.0, 50.0, 4.0])
+                   gd_center_pgd=[4.0, 8.0, 0.15], gf_loss=[0.0, 50.0, 4.0],
+                   cf_sigma=[0.0, 0.5, 0.5])
     records.update(change)
-    return _results(loss=loss, t=[0, 50, 100], cf_pred=[0.0, 60.0, 9.0], **records)
+    return _results(loss=loss, t=[0, 50, 100], cf_pred=[0.0, 60.0, 9.0], onset=0, **records)
 
 
 def test_flow_distance_rows_use_the_last_records():

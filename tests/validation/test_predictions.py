@@ -320,3 +320,16 @@ def test_evaluate_counts_statuses():
         "held": 0, "failed": 0, "not_applicable": 10, "total": 10}
     no_onset = count_statuses(evaluate(_results(onset=None), config))
     assert no_onset["held"] == 3 and no_onset["not_applicable"] == 7
+
+
+def test_flow_rows_fail_with_the_reason_when_the_central_flow_stopped():
+    """A central flow that lost the edge gives no prediction: its rows fail, saying why,
+    while a premise that did not occur still makes them not applicable."""
+    res = _results()
+    res["cf_stopped"] = "the central flow stopped before step 40: runaway"
+    rows = central_flow_rows(res, WINDOW) + flow_distance_rows(res)
+    assert {r["status"] for r in rows} == {"fails"}
+    assert all(r["reason"] == res["cf_stopped"] for r in rows)
+    res = _results(onset=None)
+    res["cf_stopped"] = "the central flow stopped before step 40: runaway"
+    assert {r["status"] for r in flow_distance_rows(res)} == {"not applicable"}
