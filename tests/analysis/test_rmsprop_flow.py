@@ -18,7 +18,9 @@ def test_preconditioned_sharpness_is_that_of_the_frozen_map():
     assert RMSProp(0.9, eps).critical_sharpness(0.1) == pytest.approx(2 / 0.1)
 
 
+@pytest.mark.slow
 def test_the_script_prints_the_comparison(capsys):
+    # RMSProp through simulate's compiled loop, so most of the time is its compilation
     main(["--steps", "1600", "--start", "300", "--settle", "1200", "--window", "200"])
     out = capsys.readouterr().out
     assert "windows from step 1200 on (1)" in out
