@@ -788,9 +788,8 @@ def rmsprop_central_velocity(
     ``dnu/dt = (1 - beta2) [grad L^2 + diag(H Sigma H) - nu]``,
     ``D = diag(1 / (sqrt(nu) + eps))``, with ``Sigma = U X U^T`` on the generalised
     eigenvectors of ``H u = lambda D^{-1} u`` at the edge ``2/eta`` and ``X`` from
-    :func:`solve_sigma`; the derivation is in this module's source, above
-    :class:`RMSPropVelocity`. The coefficients of ``X`` are taken at the edge
-    (``lambda_i = 2/eta``), exact on the flow; ``stiffness`` as in
+    :func:`solve_sigma`; the derivation is in this module's docstring. The coefficients
+    of ``X`` are taken at the edge (``lambda_i = 2/eta``), exact on the flow; ``stiffness`` as in
     :func:`central_velocity`. Cohen, Damian, Talwalkar, Kolter, Lee, arXiv 2410.24206,
     section 5 (RMSProp).
     """
