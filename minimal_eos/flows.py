@@ -747,7 +747,8 @@ def _check_rmsprop(optimizer):
 def _check_nu(model: Model, nu, name: str) -> np.ndarray:
     arr = as_float_array(nu, name, ndim=1)
     if arr.shape != (model.dim,) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be {model.dim} positive numbers; got {arr}")
+        raise ValueError(f"{name} must be {model.dim} positive numbers; got shape {arr.shape}, "
+                         f"smallest {arr.min() if arr.size else 'none'}")
     return arr
 
 
