@@ -2,9 +2,11 @@
 
 ``python -m analysis.rmsprop_flow`` runs RMSProp on the depth-2 scalar network with two data
 points that no weight fits (so the loss floor is 0.0045 > 0 and the gradient never vanishes
-exactly), rebuilds RMSProp's average of squared gradients ``nu`` from its iterates, starts
-:func:`minimal_eos.rmsprop_central_flow` from RMSProp's state ``(w, nu)`` at step ``start``
-(after the few steps in which ``nu`` climbs from 0), and compares over windows of steps:
+exactly), or with ``--model two-layer`` on a width-4 tanh network with 8 points (16
+parameters, where two eigenvalues reach the edge), rebuilds RMSProp's average of squared
+gradients ``nu`` from its iterates, starts :func:`minimal_eos.rmsprop_central_flow` from
+RMSProp's state ``(w, nu)`` at step ``start`` (after the few steps in which ``nu`` climbs
+from 0), and compares over windows of steps:
 
 - RMSProp's mean loss with the flow's predicted time-averaged loss ``L(w) + 1/2 <Sigma, H>``,
   and with ``L(w)`` alone (what the flow would predict without the oscillation);
@@ -27,7 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minimal_eos import Model, RMSProp, ScalarNetwork, rmsprop_central_flow, simulate
+from minimal_eos import (
+    Model,
+    RMSProp,
+    ScalarNetwork,
+    TwoLayerNetwork,
+    rmsprop_central_flow,
+    simulate,
+)
 from minimal_eos._checks import positive_float, positive_int
 
 
@@ -47,6 +56,8 @@ class RMSPropFlowComparison:
         Mean ``lambda_max(D H)`` of RMSProp and of the flow.
     sigma
         The flow's root mean squared oscillation ``sqrt(tr Sigma)`` at each window's start.
+    n_critical
+        The rank of the flow's ``Sigma`` there (eigenvalues held at the edge).
     """
 
     eta: float
@@ -57,6 +68,7 @@ class RMSPropFlowComparison:
     psharp: np.ndarray
     flow_psharp: np.ndarray
     sigma: np.ndarray
+    n_critical: np.ndarray
 
 
 def preconditioned_sharpness(model: Model, theta: np.ndarray, nu: np.ndarray,
@@ -131,38 +143,54 @@ def rmsprop_flow_comparison(
         eta=eta, starts=starts, loss=mean(loss, 0), predicted_loss=mean(flow.predicted_loss, start),
         flow_loss=mean(flow.loss, start), psharp=mean(psharp, 0),
         flow_psharp=mean(flow.preconditioned_sharpness, start),
-        sigma=np.sqrt(flow.sigma2[starts - start]),
+        sigma=np.sqrt(flow.sigma2[starts - start]), n_critical=flow.n_critical[starts - start],
     )
+
+
+_PRESETS = {
+    # model, its description, initial point, and the defaults of --eta --steps --settle
+    "scalar": (lambda: ScalarNetwork(depth=2, x=(1.0, 2.0), y=(1.0, 1.7)),
+               "L = 1/4 sum_k (x_k w1 w2 - y_k)^2, x = (1, 2), y = (1, 1.7), w0 = (2, 0.1)",
+               lambda _m: np.array([2.0, 0.1]), 0.01, 4000, 1500),
+    "two-layer": (lambda: TwoLayerNetwork.toy(4, "tanh", n_points=8),
+                  "TwoLayerNetwork.toy(4, 'tanh', n_points=8), w0 = init(default_rng(0), 0.5)",
+                  lambda m: m.init(np.random.default_rng(0), scale=0.5), 0.003, 3000, 1200),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the comparison table and its summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eta", type=float, default=0.01)
+    parser.add_argument("--model", choices=sorted(_PRESETS), default="scalar")
+    parser.add_argument("--eta", type=float, default=None)
     parser.add_argument("--beta2", type=float, default=0.99)
     parser.add_argument("--eps", type=float, default=1e-8)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--start", type=int, default=300)
-    parser.add_argument("--settle", type=int, default=1500)
+    parser.add_argument("--settle", type=int, default=None)
     parser.add_argument("--window", type=int, default=100)
     args = parser.parse_args(argv)
-    model = ScalarNetwork(depth=2, x=(1.0, 2.0), y=(1.0, 1.7))
+    build, described, theta0, eta, steps, settle = _PRESETS[args.model]
+    args.eta = eta if args.eta is None else args.eta
+    args.steps = steps if args.steps is None else args.steps
+    args.settle = settle if args.settle is None else args.settle
+    model = build()
     try:
         opt = RMSProp(beta2=args.beta2, eps=args.eps)
-        cmp = rmsprop_flow_comparison(model, opt, [2.0, 0.1], args.steps, eta=args.eta,
+        cmp = rmsprop_flow_comparison(model, opt, theta0(model), args.steps, eta=args.eta,
                                       start=args.start, window=args.window)
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
     edge = 2.0 / cmp.eta
-    print(f"RMSProp(beta2={args.beta2:g}, eps={args.eps:g}), eta={args.eta:g}, on "
-          f"L = 1/4 sum_k (x_k w1 w2 - y_k)^2, x = (1, 2), y = (1, 1.7), w0 = (2, 0.1); "
+    print(f"RMSProp(beta2={args.beta2:g}, eps={args.eps:g}), eta={args.eta:g}, on {described}; "
           f"flow from step {args.start}; windows of {args.window} steps")
     print(f"{'step':>6} {'loss':>12} {'predicted':>12} {'L(w) flow':>12} "
-          f"{'S_P eta/2':>10} {'flow':>10} {'sigma':>9}")
+          f"{'S_P eta/2':>10} {'flow':>10} {'sigma':>9} {'k':>2}")
     for row in zip(cmp.starts, cmp.loss, cmp.predicted_loss, cmp.flow_loss,
-                   cmp.psharp / edge, cmp.flow_psharp / edge, cmp.sigma, strict=True):
+                   cmp.psharp / edge, cmp.flow_psharp / edge, cmp.sigma, cmp.n_critical,
+                   strict=True):
         print(f"{row[0]:>6d} {row[1]:>12.7f} {row[2]:>12.7f} {row[3]:>12.7f} "
-              f"{row[4]:>10.5f} {row[5]:>10.5f} {row[6]:>9.2e}")
+              f"{row[4]:>10.5f} {row[5]:>10.5f} {row[6]:>9.2e} {row[7]:>2d}")
     late = cmp.starts >= args.settle
     if not late.any():
         return
