@@ -5,7 +5,7 @@ maps; :func:`simulate` runs a compiled batch of runs; :mod:`minimal_eos.threshol
 derives stability thresholds from any linear update map.
 """
 
-from .flows import central_flow, gradient_flow
+from .flows import central_flow, gradient_flow, rmsprop_central_flow
 from .models import (
     CubicModel,
     DiagonalNetwork,
@@ -80,6 +80,7 @@ __all__ = [
     "gradient_flow",
     "logistic_gd",
     "reference_run",
+    "rmsprop_central_flow",
     "simulate",
     "stabilization_constants",
 ]

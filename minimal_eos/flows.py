@@ -16,7 +16,56 @@ projected onto ``{grad S . dw = 0}``. GD's time-averaged loss is predicted as
 References
 ----------
 Cohen, Damian, Talwalkar, Kolter, Lee, "Understanding optimization in deep learning with
-central flows", arXiv 2410.24206, section 3 (gradient descent).
+central flows", arXiv 2410.24206, section 3 (gradient descent), and section 5 (RMSProp,
+below).
+
+The central flow of RMSProp
+---------------------------
+RMSProp (torch's convention, no momentum) is
+
+    nu_{t+1} = beta2 nu_t + (1 - beta2) g_t^2,   w_{t+1} = w_t - eta D_{t+1} g_t,
+    D = diag(1 / (sqrt(nu) + eps)),
+
+preconditioned GD whose preconditioner follows the squared gradient. With D frozen it is
+GD on the quadratic model in the metric D^{-1}: stable iff the preconditioned sharpness
+S_P = lambda_max(D H) = lambda_max(D^{1/2} H D^{1/2}) is below 2 / eta. At RMSProp's edge
+the iterate oscillates along the top generalised eigenvector u of H u = S_P D^{-1} u
+(normalised by u^T D^{-1} u = 1): w_t = w(t) + x_t u with x_t flipping sign, E[x] = 0,
+E[x^2] = sigma^2, Sigma = E[(w_t - w)(w_t - w)^T] = sigma^2 u u^T (or U X U^T when several
+eigenvalues are at the edge). Averaging the expansion
+
+    g(w + x u) = grad L + x H u + x^2 / 2 D^3 L[u, u] + O(x^3)
+
+over the oscillation gives the two averaged quantities the flow needs:
+
+    E[g]   = grad L + 1/2 grad <Sigma, H>            (as for GD),
+    E[g^2] = grad L^2 + diag(H Sigma H) + O(x^3)      (the oscillation's own squared gradient).
+
+The paper's RMSProp central flow (2410.24206, section 5, the RMSProp counterpart of its
+eq. (4)-(5); time in steps, the EMA's continuous form d nu/dt = (1 - beta2)(E[g^2] - nu))
+is then
+
+    dw/dt  = -eta D(nu) [grad L(w) + 1/2 grad_w <Sigma, H(w)>],
+    dnu/dt = (1 - beta2) [grad L(w)^2 + diag(H Sigma H) - nu],
+
+with Sigma PSD, supported on the generalised eigenvectors at the edge, and fixed by the
+complementarity problem keeping S_P <= 2/eta. Its linear part in Sigma comes from two
+routes: the third derivative moves H (as for GD), and the oscillation's squared gradient
+raises nu, which shrinks D and so lowers S_P; the second route acts even on a quadratic.
+With q_i = D^{-1/2} u_i the orthonormal eigenvectors of K = D^{1/2} H D^{1/2} and U frozen,
+the critical block M = Q^T K Q moves as
+
+    dM_ij/dt = g_ij . dw/dt + (lambda_i + lambda_j)/2 sum_m q_im q_jm c_m dnu_m/dt,
+    g_ij = D^3 L[u_i, u_j],   c_m = d log D_m / d nu_m = -1 / (2 sqrt(nu_m)(sqrt(nu_m) + eps)),
+
+and, at the edge (lambda_i = 2/eta, H u_i = (2/eta) D^{-1} u_i), dM/dt = -eta (B + 1/2 A(X)):
+
+    B_ij = g_ij . D grad L + (2/eta^2)(1 - beta2) sum_m q_im q_jm w_m (grad L_m^2 - nu_m),
+    A(X)_ij = g_ij . D sum_kl X_kl g_kl
+              + (16/eta^4)(1 - beta2) sum_m q_im q_jm w_m p_m sum_kl X_kl q_km q_lm,
+
+with w_m = -c_m > 0 and p_m = sqrt(nu_m) + eps. A is a sum of two Gram operators, PSD,
+so the problem is :func:`solve_sigma`'s, with the same Baumgarte stiffness as GD's flow.
 """
 
 from __future__ import annotations
@@ -28,6 +77,7 @@ from scipy.integrate import solve_ivp
 
 from ._checks import as_float_array, choice, in_interval, positive_float, positive_int
 from .models.base import Model
+from .optimizers import RMSProp
 
 # ---------------------------------------------------------------------------------------
 # the complementarity problem on the critical eigenspace
@@ -648,3 +698,306 @@ def central_flow(
 def _check_model(model) -> None:
     if not isinstance(model, Model):
         raise ValueError(f"model must be a minimal_eos Model; got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------------------------------
+# the central flow of RMSProp
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RMSPropVelocity:
+    """The RMSProp central flow's velocity at one state ``(w, nu)``.
+
+    Attributes
+    ----------
+    velocity
+        ``dw/dt`` (time in steps).
+    nu_rate
+        ``dnu/dt``.
+    sigma
+        ``Sigma = U X U^T`` in weight space, shape ``(dim, dim)``.
+    eigenvalues
+        The critical eigenvalues of ``D H`` (descending).
+    kkt
+        Accuracy of the complementarity solution (0 when no eigenvalue is critical).
+    """
+
+    velocity: np.ndarray
+    nu_rate: np.ndarray
+    sigma: np.ndarray
+    eigenvalues: np.ndarray
+    kkt: float
+
+
+def _rmsprop_velocity(ev: _Evaluator, nu, eta, beta2, eps, stiffness, window, max_critical):
+    h = ev.hessian()
+    gl = ev.grad()
+    d = gl.size
+    p = np.sqrt(nu) + eps
+    s = 1.0 / np.sqrt(p)
+    vals, vecs = np.linalg.eigh(h * np.outer(s, s))
+    edge = 2.0 / eta
+    crit = [i for i in range(d - 1, max(d - 1 - max_critical, -1), -1)
+            if vals[i] >= (1.0 - window) * edge]
+    free_nu = (1.0 - beta2) * (gl * gl - nu)
+    if not crit:
+        return RMSPropVelocity(-eta * gl / p, free_nu, np.zeros((d, d)), np.zeros(0), 0.0)
+    q = vecs[:, crit]
+    u = q * s[:, None]
+    k = len(crit)
+    pairs = _svec_pairs(k)
+    root2 = [1.0 if i == j else np.sqrt(2.0) for i, j in pairs]
+    ghat = np.array([ev.third(u[:, i]) if i == j
+                     else r * ev.third_bilinear(u[:, i], u[:, j])
+                     for (i, j), r in zip(pairs, root2, strict=True)])
+    qhat = np.array([r * q[:, i] * q[:, j] for (i, j), r in zip(pairs, root2, strict=True)])
+    wgt = 1.0 / (2.0 * np.sqrt(nu) * p)
+    coupling = (1.0 - beta2) * edge / eta
+    bvec = ghat @ (gl / p) + coupling * qhat @ (wgt * (gl * gl - nu))
+    gram = (ghat / p) @ ghat.T + 2.0 * coupling * edge**2 * (qhat * (wgt * p)) @ qhat.T
+    bmat = smat(bvec, k) - np.diag((stiffness / eta) * (vals[crit] - edge))
+    sol = solve_sigma(gram, bmat)
+    force = svec(sol.x) @ ghat
+    sigma = u @ sol.x @ u.T
+    hsh = np.einsum("ij,jk,ik->i", h, sigma, h)
+    return RMSPropVelocity(-eta * (gl + 0.5 * force) / p, free_nu + (1.0 - beta2) * hsh, sigma,
+                           vals[crit], sol.kkt)
+
+
+def _check_rmsprop(optimizer):
+    if not isinstance(optimizer, RMSProp):
+        raise ValueError(f"optimizer must be a minimal_eos RMSProp; got {type(optimizer).__name__}")
+    return optimizer
+
+
+def _check_nu(model: Model, nu, name: str) -> np.ndarray:
+    arr = as_float_array(nu, name, ndim=1)
+    if arr.shape != (model.dim,) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be {model.dim} positive numbers; got shape {arr.shape}, "
+                         f"smallest {arr.min() if arr.size else 'none'}")
+    return arr
+
+
+def rmsprop_central_velocity(
+    model: Model,
+    theta,
+    nu,
+    eta: float,
+    *,
+    optimizer=None,
+    stiffness: float = 0.5,
+    window: float = 0.1,
+    max_critical: int = 3,
+) -> RMSPropVelocity:
+    """The RMSProp central flow's velocity ``(dw/dt, dnu/dt)`` at the state ``(theta, nu)``.
+
+    Parameters
+    ----------
+    model, theta
+        Any model and one point.
+    nu
+        The average of squared gradients, shape ``(dim,)``, every entry > 0.
+    eta
+        RMSProp's step size.
+    optimizer
+        A :class:`~minimal_eos.optimizers.RMSProp` (its ``beta2`` and ``eps``); default
+        ``RMSProp()``.
+    stiffness, window, max_critical
+        As in :func:`central_velocity`, for the eigenvalues of ``D H``.
+
+    Returns
+    -------
+    RMSPropVelocity
+
+    Notes
+    -----
+    ``dw/dt = -eta D [grad L + 1/2 grad <Sigma, H>]``,
+    ``dnu/dt = (1 - beta2) [grad L^2 + diag(H Sigma H) - nu]``,
+    ``D = diag(1 / (sqrt(nu) + eps))``, with ``Sigma = U X U^T`` on the generalised
+    eigenvectors of ``H u = lambda D^{-1} u`` at the edge ``2/eta`` and ``X`` from
+    :func:`solve_sigma`; the derivation is in this module's docstring. The coefficients
+    of ``X`` are taken at the edge (``lambda_i = 2/eta``), exact on the flow; ``stiffness`` as in
+    :func:`central_velocity`. Cohen, Damian, Talwalkar, Kolter, Lee, arXiv 2410.24206,
+    section 5 (RMSProp).
+    """
+    _check_model(model)
+    theta = model.check_theta(theta)
+    nu = _check_nu(model, nu, "nu")
+    opt = _check_rmsprop(RMSProp() if optimizer is None else optimizer)
+    eta = positive_float(eta, "eta")
+    stiffness = positive_float(stiffness, "stiffness", allow_zero=True)
+    window = in_interval(window, "window", 0.0, 1.0)
+    max_critical = positive_int(max_critical, "max_critical")
+    return _rmsprop_velocity(_Evaluator(model).at(theta), nu, eta, opt.beta2, opt.eps, stiffness,
+                             window, max_critical)
+
+
+@dataclass(frozen=True)
+class RMSPropFlowResult:
+    """The RMSProp central flow integrated over ``[0, steps]`` (time in RMSProp steps).
+
+    Attributes
+    ----------
+    eta, beta2, eps
+        RMSProp's hyperparameters.
+    t
+        Record times, shape ``(R,)``.
+    theta, nu
+        The flow's ``w(t)`` and ``nu(t)``, shape ``(R, dim)``.
+    loss, sharpness
+        ``L(w(t))`` and the raw sharpness ``lambda_max(H)``.
+    preconditioned_sharpness
+        ``lambda_max(D H)``, ``D = diag(1 / (sqrt(nu) + eps))``; at most ``2/eta`` (up to
+        the integration error) on the flow.
+    sigma2
+        ``tr(Sigma(t))``, the predicted mean squared oscillation in weight space.
+    predicted_loss
+        RMSProp's predicted time-averaged loss ``L(w) + 1/2 <Sigma, H(w)>``.
+    n_critical
+        Rank of ``Sigma``.
+    kkt
+        Largest complementarity residual met at the records.
+    success, message, nfev
+        From :func:`scipy.integrate.solve_ivp`.
+    """
+
+    eta: float
+    beta2: float
+    eps: float
+    t: np.ndarray
+    theta: np.ndarray
+    nu: np.ndarray
+    loss: np.ndarray
+    sharpness: np.ndarray
+    preconditioned_sharpness: np.ndarray
+    sigma2: np.ndarray
+    predicted_loss: np.ndarray
+    n_critical: np.ndarray
+    kkt: float
+    success: bool
+    message: str
+    nfev: int
+
+
+def rmsprop_central_flow(
+    model: Model,
+    theta0,
+    nu0,
+    steps: float,
+    *,
+    eta: float,
+    optimizer=None,
+    records: int | None = None,
+    t_eval=None,
+    stiffness: float = 0.5,
+    window: float = 0.1,
+    max_critical: int = 3,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    method: str = "Radau",
+    max_step: float | None = None,
+    divergence_bound: float = 1e8,
+) -> RMSPropFlowResult:
+    """The central flow of RMSProp with step size ``eta``, over ``steps`` steps of time.
+
+    Parameters
+    ----------
+    model, theta0
+        Any model and the initial point.
+    nu0
+        The initial average of squared gradients, shape ``(dim,)``, entries > 0 (RMSProp's
+        own ``v = 0`` start is a transient of a few steps the flow does not describe: start
+        the flow from RMSProp's state after it).
+    steps
+        Length of time, in RMSProp steps.
+    eta
+        RMSProp's step size.
+    optimizer
+        A :class:`~minimal_eos.optimizers.RMSProp`; default ``RMSProp()``.
+    records, t_eval
+        Number of evenly spaced records (default 201), or the record times themselves.
+    stiffness, window, max_critical
+        See :func:`rmsprop_central_velocity`.
+    rtol, atol, method, max_step, divergence_bound
+        As in :func:`central_flow`. The integrated state is ``(w, log nu)``, which keeps
+        ``nu`` positive; ``divergence_bound`` applies to ``w``.
+
+    Returns
+    -------
+    RMSPropFlowResult
+
+    Notes
+    -----
+    ``dw/dt = -eta D [grad L + 1/2 grad <Sigma, H>]``,
+    ``dnu/dt = (1 - beta2) [grad L^2 + diag(H Sigma H) - nu]``, with ``Sigma`` from
+    :func:`rmsprop_central_velocity`. Below the edge (``Sigma = 0``) it is preconditioned
+    gradient flow with the EMA's ODE. At the edge the preconditioned sharpness is held at
+    ``2/eta``, and RMSProp's time-averaged loss is predicted as
+    ``L(w) + 1/2 <Sigma, H>``. Cohen, Damian, Talwalkar, Kolter, Lee, arXiv 2410.24206,
+    section 5.
+
+    Examples
+    --------
+    >>> from minimal_eos import Quadratic, RMSProp
+    >>> res = rmsprop_central_flow(Quadratic([1.0]), [0.0], [0.04], 1.0, eta=0.4,
+    ...                            optimizer=RMSProp(0.99, 1e-12), records=2, stiffness=0.0)
+    >>> [round(float(s), 6) for s in res.sigma2]   # nu / a^2 - w^2
+    [0.04, 0.04]
+    """
+    _check_model(model)
+    th = model.check_theta(theta0, "theta0")
+    nu0 = _check_nu(model, nu0, "nu0")
+    opt = _check_rmsprop(RMSProp() if optimizer is None else optimizer)
+    steps = positive_float(steps, "steps")
+    eta = positive_float(eta, "eta")
+    stiffness = positive_float(stiffness, "stiffness", allow_zero=True)
+    window = in_interval(window, "window", 0.0, 1.0)
+    max_critical = positive_int(max_critical, "max_critical")
+    method = choice(method, "method", ("Radau", "BDF", "LSODA", "RK45", "DOP853"))
+    t = _record_times(steps, records, t_eval)
+    max_step = np.inf if max_step is None else positive_float(max_step, "max_step")
+    bound = positive_float(divergence_bound, "divergence_bound")
+    ev = _Evaluator(model)
+    d = model.dim
+
+    def velocity(y):
+        return _rmsprop_velocity(ev.at(y[:d]), np.exp(y[d:]), eta, opt.beta2, opt.eps,
+                                 stiffness, window, max_critical)
+
+    def rhs(_t, y):
+        v = velocity(y)
+        return np.concatenate([v.velocity, v.nu_rate / np.exp(y[d:])])
+
+    def escape(_t, y):
+        return bound - np.max(np.abs(y[:d]))
+
+    escape.terminal = True
+    sol = solve_ivp(rhs, (0.0, float(steps)), np.concatenate([th, np.log(nu0)]), method=method,
+                    t_eval=t, rtol=rtol, atol=atol, max_step=max_step, events=escape)
+    if sol.status == 1:
+        sol.success = False
+        sol.message = (f"the flow left |w| <= {bound:g} at t = {sol.t_events[0][0]:.6g} "
+                       f"(records stop there)")
+    ys = sol.y.T
+    ths, nus = ys[:, :d], np.exp(ys[:, d:])
+    info = [velocity(y) for y in ys]
+    loss = np.array([ev.at(w).loss() for w in ths])
+    sharp = np.array([ev.at(w).sharpness() for w in ths])
+    hess = [ev.at(w).hessian() for w in ths]
+    psharp = np.array([_preconditioned_sharpness(hm, nu, opt.eps)
+                       for hm, nu in zip(hess, nus, strict=True)])
+    sigma2 = np.array([np.trace(v.sigma) for v in info])
+    quad = np.array([0.5 * np.sum(v.sigma * hm) for v, hm in zip(info, hess, strict=True)])
+    rank = np.array([int(np.sum(np.linalg.eigvalsh(v.sigma) > 1e-12 * max(s2, 1e-300)))
+                     if s2 > 0 else 0 for v, s2 in zip(info, sigma2, strict=True)],
+                    dtype=np.int64)
+    kkt = max((v.kkt for v in info), default=0.0)
+    return RMSPropFlowResult(eta, opt.beta2, opt.eps, sol.t, ths, nus, loss, sharp, psharp,
+                             sigma2, loss + quad, rank, float(kkt), bool(sol.success),
+                             sol.message, int(sol.nfev))
+
+
+def _preconditioned_sharpness(h: np.ndarray, nu: np.ndarray, eps: float) -> float:
+    s = 1.0 / np.sqrt(np.sqrt(nu) + eps)
+    return float(np.linalg.eigvalsh(h * np.outer(s, s))[-1])
