@@ -128,7 +128,7 @@ def make(ctx: Context) -> Section:
     style.log_x(ax)
     ax.set_xlabel("noise level q = ΔS/√(2α)")
     ax.set_ylabel("measured / formula  (h = 0)")
-    ax.set_title("Where the formula holds (h = 0; line: largest ratio, band: range)")
+    ax.set_title("Measured / formula, h = 0 (line: largest, band: range)")
     ax.legend(loc="upper right", fontsize=7.5)
     style.panel_label(ax, "abc"[len(dampings)])
     path, rel = ctx.figure_path(NUMBER, NAME)
@@ -187,16 +187,16 @@ def _text(rows: list, table: list, levels: list) -> str:
     if len(a_ok) > 1:
         big = [s for s in ok if s["a"] == a_ok[-1] and s["q"] != levels[0]]
         if big:
+            listing = ", ".join(f"{s['max_ratio']:.2f} at q = {s['q']:g}" for s in big)
             parts.append(
-                f"It degrades at large steps: at η²α = {a_ok[-1]:g} the error reaches "
-                f"{100 * max(s['max_relative_error'] for s in big):.0f}% for q ≥ "
-                f"{min(s['q'] for s in big):g}.")
+                f"It degrades at large steps: at η²α = {a_ok[-1]:g} the largest ratio "
+                f"measured / formula is {listing}.")
     diverged = [s for s in undamped if s["with_divergence"]]
     if diverged:
         by_a = sorted({s["a"] for s in diverged})
         n_pts = sum(s["with_divergence"] for s in diverged)
         parts.append(
-            f"At η²α = {', '.join(f'{a:g}' for a in by_a)} runs diverge "
+            f"Without damping, at η²α = {', '.join(f'{a:g}' for a in by_a)} runs diverge "
             f"({n_pts} grid points, at noise levels "
             f"{', '.join(f'{q:g}' for q in sorted({s['q'] for s in diverged}))}): ηΔS is no "
             f"longer small and 1 + ηy leaves the stable range; these points are not drawn.")
