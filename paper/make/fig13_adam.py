@@ -117,8 +117,10 @@ def make(ctx: Context) -> Section:
     else:
         lo, hi = row["preconditioned_range"]
         held = sum(row["holds"].values())
+        dip = (f"dipped to {row['preconditioned_min_before']:,.0f}, "
+               if row["preconditioned_min_before"] < row["preconditioned_first"] else "")
         text = (f"The preconditioned sharpness started at {row['preconditioned_first']:,.0f}, "
-                f"dipped to {row['preconditioned_min_before']:,.0f}, reached the threshold "
+                f"{dip}reached the threshold "
                 f"{edge:,.0f} at step {row['onset']} and then hovered there: median "
                 f"{row['preconditioned_median']:,.0f} "
                 f"({100 * (row['preconditioned_median'] / edge - 1):+.1f}%), "
