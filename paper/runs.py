@@ -55,7 +55,11 @@ def run_network(d: dict) -> dict:
     Returns a flat dictionary: ``<run>.loss`` (per step), ``<run>.sharpness_t`` and
     ``<run>.sharpness`` (tracked steps), ``<run>.eta``, ``<run>.edge``, ``<run>.start``,
     ``<run>.diverged_at`` (-1 when it did not), ``runs`` (their names), ``records.<key>``
-    (flows, every ``record_every`` steps), ``onset.<key>``, ``num_params`` and ``n``.
+    (flows, every ``record_every`` steps), ``onset.<key>``, ``num_params`` and ``n``; for
+    SGD ``stochastic.<key>`` (the series of
+    :class:`validation.stochastic.BatchSharpnessProbe`, and ``stochastic.batch_size``,
+    ``stochastic.batches``), for Adam and RMSProp ``adaptive.t`` and
+    ``adaptive.preconditioned`` (:class:`validation.adaptive.PreconditionedProbe`).
     """
     import torch
 
@@ -90,6 +94,10 @@ def run_network(d: dict) -> dict:
             out[f"records.{key}"] = np.asarray(values, dtype=float)
     for key, value in (res["onset"] or {}).items():
         out[f"onset.{key}"] = float(value)
+    for group in ("stochastic", "adaptive"):
+        for key, values in (res.get(group) or {}).items():
+            out[f"{group}.{key}"] = (int(values) if isinstance(values, int)
+                                     else np.asarray(values, dtype=float))
     return out
 
 

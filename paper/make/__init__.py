@@ -17,4 +17,7 @@ FIGURE_MODULES = (
     "fig09_dln_bias",
     "fig10_logistic",
     "fig11_ablations",
+    "fig12_sgd",
+    "fig13_adam",
+    "fig14_stochastic",
 )
