@@ -26,8 +26,11 @@ def test_as_float_array_converts_and_checks_dimensions():
     assert arr.dtype == np.float64 and arr.tolist() == [1.0, 2.0]
     assert as_float_array(3, "eta", ndim=0).shape == ()
     assert as_float_array([[1.0]], "theta0", ndim=(1, 2)).shape == (1, 1)
-    with pytest.raises(ValueError, match=r"^theta0 must be an array of real numbers; got 'x'"):
+    with pytest.raises(ValueError, match=r"^theta0 must be real numbers, not a string; got 'x'"):
         as_float_array("x", "theta0")
+    ragged = r"^theta0 must be an array of real numbers; got \[1.0, \[2.0\]\]"
+    with pytest.raises(ValueError, match=ragged):
+        as_float_array([1.0, [2.0]], "theta0")
     with pytest.raises(ValueError, match=r"^theta0 must have 1 dimension\(s\); got shape \(1, 1\)"):
         as_float_array([[1.0]], "theta0", ndim=1)
     with pytest.raises(ValueError, match=r"^theta0 must have 1 or 2 dimension\(s\); got shape"):
