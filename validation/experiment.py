@@ -461,18 +461,18 @@ class Experiment:
             run.state = new_state
 
     def _track(self, run: OptimizerRun, t: int, w: torch.Tensor, g: torch.Tensor,
-               opt) -> str | None:
+               opt: object) -> str | None:
         """Measure ``run`` at the tracked step ``t`` and record it; or, when the run has
         diverged (see :data:`SHARPNESS_DIVERGENCE_FACTOR`), record nothing and return why.
         """
         sgd = self.sgd if run.name == "main" else None
+        # Before the first step the preconditioner is not formed yet.
         adaptive = self.adaptive if run.name == "main" and t > 0 else None
         edge = self.edge(run)
         try:
             est = run.tracker.estimate(w)
             s, u = float(est.values[0]), est.vectors[:, 0].clone()
             values = sgd.measure(w, s, u) if sgd is not None else None
-            # Before the first step the preconditioner is not formed yet.
             pre = (adaptive.measure(w, opt.preconditioner(run.state))
                    if adaptive is not None else None)
         except SharpnessError as err:

@@ -366,7 +366,7 @@ class SharpnessTracker:
             res = lobpcg(product, start, k=self.k, tol=self.tol,
                          max_iterations=self.max_iterations, criterion="eigenvalue")
         except torch.linalg.LinAlgError as err:
-            # Finite products whose Gram matrix overflows: the eigensolver fails.
+            # Finite products can still overflow in the small dense eigenproblem.
             raise SharpnessError(f"the eigensolver failed ({err})") from err
         if not bool(torch.isfinite(res.values).all()):
             raise SharpnessError("an eigenvalue estimate is not finite")
