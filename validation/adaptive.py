@@ -169,12 +169,16 @@ class PreconditionedProbe:
         self.tracker = make_tracker(preconditioned_hvp(hvp_block, lambda: self.diag))
         self.records: dict[str, list] = {"t": [], "preconditioned": []}
 
-    def measure(self, t: int, w: torch.Tensor, diag: torch.Tensor) -> None:
-        """Record ``lambda_max(P^{-1} H(w))`` at step ``t`` for ``P = diag(diag)``."""
+    def measure(self, w: torch.Tensor, diag: torch.Tensor) -> float:
+        """``lambda_max(P^{-1} H(w))`` for ``P = diag(diag)`` (a
+        :class:`~validation.sharpness.SharpnessError` when it cannot be estimated)."""
         self.diag = diag
-        est = self.tracker.estimate(w)
+        return float(self.tracker.estimate(w).values[0])
+
+    def record(self, t: int, value: float) -> None:
+        """Append the :meth:`measure` ``value`` of step ``t`` to :attr:`records`."""
         self.records["t"].append(t)
-        self.records["preconditioned"].append(float(est.values[0]))
+        self.records["preconditioned"].append(value)
 
     def state_dict(self) -> dict:
         """Tracker and records (for checkpoints)."""

@@ -56,7 +56,9 @@ def divergences(results: dict) -> dict:
             continue
         loss = r.get("diverged_loss")
         start = r["loss"][0] if r["loss"] else None
-        if loss is None or not math.isfinite(loss):
+        if r.get("diverged_reason"):
+            how = r["diverged_reason"]
+        elif loss is None or not math.isfinite(loss):
             how = "the loss is not finite"
         elif start is not None and loss > DIVERGENCE_FACTOR * start:
             how = (f"the loss {loss:.4g} exceeds {DIVERGENCE_FACTOR:.0e} times its start "
@@ -82,6 +84,7 @@ def build_report(config: dict, rows: list, results: dict, timing: dict) -> dict:
     for name, r in results["runs"].items():
         runs[name] = {k: r[k] for k in ("optimizer", "beta", "eta", "edge", "start",
                                         "mean_hvps", "diverged_at", "diverged_loss")}
+        runs[name]["diverged_reason"] = r.get("diverged_reason")
         runs[name]["loss"] = r["loss"]
         runs[name]["sharpness"] = r["sharpness"]
         runs[name]["hvps_per_estimate"] = r["hvps"]

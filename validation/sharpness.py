@@ -17,6 +17,12 @@ HVP = Callable[[torch.Tensor], torch.Tensor]
 METHODS = ("lobpcg", "lanczos")
 
 
+class SharpnessError(ArithmeticError):
+    """The top eigenvalue of ``H(w)`` cannot be estimated: a Hessian-vector product or a
+    Ritz value at ``w`` is not finite (the point has left the region where the float
+    arithmetic of ``H(w) v`` holds, as a diverging iterate does)."""
+
+
 @dataclass(frozen=True)
 class EigResult:
     """Top eigenpairs of a symmetric operator.
@@ -329,21 +335,41 @@ class SharpnessTracker:
         return x
 
     def estimate(self, w: torch.Tensor) -> EigResult:
-        """Top-``k`` eigenpairs of ``H(w)``, warm-started from the previous call."""
+        """Top-``k`` eigenpairs of ``H(w)``, warm-started from the previous call.
+
+        Raises
+        ------
+        SharpnessError
+            When a Hessian-vector product or an eigenvalue estimate at ``w`` is not
+            finite; the warm start is left as it was.
+        """
         cold = self.vectors is None or (
             self.refresh_every > 0 and self.estimates > 0
             and self.estimates % self.refresh_every == 0)
         spent = 0
-        if cold:
-            first = lanczos(lambda v: self.hvp_block(w, v[:, None])[:, 0], self.p,
-                            k=self.block, iterations=min(self.cold_iterations, self.p),
-                            generator=self.generator, dtype=w.dtype, device=w.device)
-            spent += first.hvps
-            start = first.vectors
-        else:
-            start = self._warm_block(w)
-        res = lobpcg(lambda v: self.hvp_block(w, v), start, k=self.k, tol=self.tol,
-                     max_iterations=self.max_iterations, criterion="eigenvalue")
+
+        def product(v: torch.Tensor) -> torch.Tensor:
+            hv = self.hvp_block(w, v)
+            if not bool(torch.isfinite(hv).all()):
+                raise SharpnessError("a Hessian-vector product is not finite")
+            return hv
+
+        try:
+            if cold:
+                first = lanczos(lambda v: product(v[:, None])[:, 0], self.p,
+                                k=self.block, iterations=min(self.cold_iterations, self.p),
+                                generator=self.generator, dtype=w.dtype, device=w.device)
+                spent += first.hvps
+                start = first.vectors
+            else:
+                start = self._warm_block(w)
+            res = lobpcg(product, start, k=self.k, tol=self.tol,
+                         max_iterations=self.max_iterations, criterion="eigenvalue")
+        except torch.linalg.LinAlgError as err:
+            # Finite products can still overflow in the small dense eigenproblem.
+            raise SharpnessError(f"the eigensolver failed ({err})") from err
+        if not bool(torch.isfinite(res.values).all()):
+            raise SharpnessError("an eigenvalue estimate is not finite")
         spent += res.hvps
         self.vectors = res.vectors.detach().clone()
         self.total_hvps += spent

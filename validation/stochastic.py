@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from validation.objective import Objective
-from validation.sharpness import SharpnessTracker
+from validation.sharpness import SharpnessError, SharpnessTracker
 
 
 class SGD:
@@ -155,6 +155,12 @@ def batch_sharpness(objective: Objective, w: torch.Tensor, batches: list[torch.T
     -------
     BatchSharpness
 
+    Raises
+    ------
+    SharpnessError
+        When a batch's curvature along its gradient is not finite (or, from the
+        tracker, its top eigenvalue).
+
     Notes
     -----
     For each batch, ``g_B = grad L_B(w)`` and one product ``H_B g_B`` give the Rayleigh
@@ -172,7 +178,10 @@ def batch_sharpness(objective: Objective, w: torch.Tensor, batches: list[torch.T
         if gg > 0:
             hg = point.hvp(g)
             hvps += 1
-            quotients.append(float(torch.dot(g, hg)) / gg)
+            q = float(torch.dot(g, hg)) / gg
+            if not math.isfinite(q):
+                raise SharpnessError("a batch's curvature along its gradient is not finite")
+            quotients.append(q)
         if u is not None:
             proj.append(float(torch.dot(u, g)))
         if tracker is not None:
@@ -212,8 +221,8 @@ class BatchSharpnessProbe:
 
     Notes
     -----
-    :meth:`measure` records, at a point ``w`` with full-batch top eigenpair
-    ``(lambda_max, u)``: the batch sharpness, ``mean_B lambda_max(H_B)``,
+    :meth:`measure` measures, and :meth:`record` records, at a point ``w`` with
+    full-batch top eigenpair ``(lambda_max, u)``: the batch sharpness, ``mean_B lambda_max(H_B)``,
     ``sigma_u^2 = var_B(u . g_B)``, and the constants of self-stabilization (Damian et
     al., arXiv 2209.15594) ``alpha = -grad L . grad S`` and ``beta = |grad S|^2`` with
     ``grad S = nabla^3 L[u, u]``.
@@ -234,19 +243,26 @@ class BatchSharpnessProbe:
         """``g_B = grad L_B(w)`` on the next training batch."""
         return batch_objective(self.objective, self.sampler.next()).grad(w)
 
-    def measure(self, t: int, w: torch.Tensor, lambda_max: float, u: torch.Tensor) -> None:
-        """Record the measurements at step ``t`` (see Notes)."""
+    def measure(self, w: torch.Tensor, lambda_max: float, u: torch.Tensor) -> dict:
+        """The measurements at ``w`` (see Notes), keyed as :attr:`FIELDS` without ``t``.
+
+        Raises :class:`~validation.sharpness.SharpnessError` when a batch's curvature
+        cannot be estimated.
+        """
         batches = [self.measure_sampler.next() for _ in range(self.batches)]
         est = batch_sharpness(self.objective, w, batches, u=u, tracker=self.tracker)
         point = self.objective.at(w)
         grad_s = point.third(u)
-        rec = self.records
-        for key, value in (("t", t), ("batch_sharpness", est.batch_sharpness),
-                           ("batch_lambda", est.batch_lambda), ("lambda_max", lambda_max),
-                           ("sigma_u2", est.sigma_u2),
-                           ("alpha", -float(torch.dot(point.grad, grad_s))),
-                           ("beta", float(torch.dot(grad_s, grad_s)))):
-            rec[key].append(value)
+        return {"batch_sharpness": est.batch_sharpness, "batch_lambda": est.batch_lambda,
+                "lambda_max": lambda_max, "sigma_u2": est.sigma_u2,
+                "alpha": -float(torch.dot(point.grad, grad_s)),
+                "beta": float(torch.dot(grad_s, grad_s))}
+
+    def record(self, t: int, values: dict) -> None:
+        """Append the :meth:`measure` ``values`` of step ``t`` to :attr:`records`."""
+        self.records["t"].append(t)
+        for key in self.FIELDS[1:]:
+            self.records[key].append(values[key])
 
     def state_dict(self) -> dict:
         """Samplers, batch tracker and records (for checkpoints)."""

@@ -68,7 +68,7 @@ def test_a_batch_size_is_not_checked_against_the_data_without_sgd():
 
 @pytest.mark.parametrize(("argv", "expected"), [
     ([], {"optimizer": "gd", "eta": 0.3, "steps": 600, "track_every": 5}),
-    (["--optimizer", "sgd"], {"eta": 0.8, "steps": 600, "track_every": 10, "batch_size": 50,
+    (["--optimizer", "sgd"], {"eta": 0.8, "steps": 3000, "track_every": 50, "batch_size": 50,
                               "checks": ("batch-sharpness",)}),
     (["--optimizer", "sgd", "--eta", "0.3", "--track-every", "5", "--checks", "all"],
      {"eta": 0.3, "track_every": 5,
