@@ -5,6 +5,8 @@ Fast by design (no compiled simulation kernel): these tests are the mutation-tes
 selection for ``minimal_eos/optimizers.py`` (``setup.cfg`` ``[mutmut]``).
 """
 
+import inspect
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -20,6 +22,7 @@ from minimal_eos import (
     RMSProp,
     get_optimizer,
     reference_run,
+    simulate,
 )
 from minimal_eos.optimizers import (
     KERNEL_OPTIMIZERS,
@@ -220,6 +223,7 @@ def test_critical_sharpness_is_where_the_map_loses_stability(opt, at_eta_1):
 
 def test_frozen_views_carry_the_first_moment_only():
     assert RMSProp(0.3).frozen() == FrozenPreconditioner(0.0, 1)
+    assert RMSProp(0.3).frozen(p=3.0) == FrozenPreconditioner(0.0, 3.0)
     assert Adam(0.7, 0.2).frozen(p=2.0) == FrozenPreconditioner(0.7, 2.0)
 
 
@@ -260,7 +264,8 @@ def test_eps_is_a_positive_float_or_a_symbol(make):
 def test_frozen_preconditioner_p():
     for good in (1, 0.5, [1.0, 3.0], np.array([1e-3]), sp.Symbol("p")):
         FrozenPreconditioner(0.5, good)
-    for bad in (0.0, -1.0, [1.0, 0.0], [1.0, np.nan], np.inf, [np.inf, 1.0]):
+    # None becomes NaN as a float: refused with the same message, not a TypeError
+    for bad in (0.0, -1.0, [1.0, 0.0], [1.0, np.nan], np.inf, [np.inf, 1.0], [1.0, None]):
         with pytest.raises(ValueError, match=r"^p must be positive and finite"):
             FrozenPreconditioner(0.5, bad)
 
@@ -276,6 +281,9 @@ def test_flags_are_stored_as_bools():
                 make(bad)
     size = SGD(np.int64(3)).batch_size
     assert type(size) is int and size == 3
+    for bad in (0, 2.5, True, "2"):
+        with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1"):
+            SGD(bad)
 
 
 def test_batch_size_against_the_data():
@@ -303,9 +311,11 @@ def test_bad_names_and_parameters_are_one_line_value_errors():
         get_optimizer("adamw")
     with pytest.raises(ValueError, match=r"^bad parameters for the gd optimizer: "):
         get_optimizer("gd", beta=0.5)
+    names = "'gd', 'heavy_ball', 'nesterov', 'sgd', 'rmsprop', 'adam'"
     for bad in (3, None, GD, FrozenPreconditioner(0.5)):
-        with pytest.raises(ValueError, match=r"^optimizer must be GD\(\), HeavyBall\(beta\)"):
+        with pytest.raises(ValueError, match=r"^optimizer must be GD\(\), ") as info:
             check_optimizer(bad)
+        assert f"one of the names {names}; got {bad!r}" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,6 +346,13 @@ def test_one_example_drawn_with_replacement_is_gd_on_it():
     np.testing.assert_allclose(sgd, want, rtol=1e-12, atol=1e-14)
 
 
+def test_the_default_keys_are_those_of_the_first_run_of_simulate():
+    """``reference_run(..., SGD)`` replays run 0 of :func:`simulate` at its default seed."""
+    seed = inspect.signature(simulate).parameters["seed"].default
+    keys = inspect.signature(reference_run).parameters
+    assert (keys["seed"].default, keys["run"].default) == (seed, 0)
+
+
 def test_reference_run_checks_the_mini_batch_keys():
     model = FiniteSumQuadratic(HS, BS)
     for kwargs, field in (({"seed": -1}, "seed"), ({"run": -1}, "run"),
@@ -344,3 +361,13 @@ def test_reference_run_checks_the_mini_batch_keys():
             reference_run(model, SGD(2), [0.0, 0.0], [0.1], **kwargs)
     with pytest.raises(ValueError, match=r"^batch_size must be at most"):
         reference_run(model, SGD(4), [0.0, 0.0], [0.1])
+
+
+def test_adaptive_defaults_are_torch_defaults():
+    """RMSProp's and Adam's defaults are torch.optim's (``alpha``, ``betas``, ``eps``)."""
+    torch = pytest.importorskip("torch")
+    w = [torch.zeros(1, requires_grad=True)]
+    rms, adam = torch.optim.RMSprop(w).defaults, torch.optim.Adam(w).defaults
+    assert (RMSProp().beta2, RMSProp().eps) == (rms["alpha"], rms["eps"])
+    assert (Adam().beta1, Adam().beta2) == adam["betas"] and Adam().eps == adam["eps"]
+    assert Adam().bias_correction and not adam["amsgrad"]
