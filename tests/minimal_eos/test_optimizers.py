@@ -5,6 +5,7 @@ Fast by design (no compiled simulation kernel): these tests are the mutation-tes
 selection for ``minimal_eos/optimizers.py`` (``setup.cfg`` ``[mutmut]``).
 """
 
+import functools
 import inspect
 
 import numpy as np
@@ -347,10 +348,15 @@ def test_one_example_drawn_with_replacement_is_gd_on_it():
 
 
 def test_the_default_keys_are_those_of_the_first_run_of_simulate():
-    """``reference_run(..., SGD)`` replays run 0 of :func:`simulate` at its default seed."""
+    """``reference_run(..., SGD)`` replays run 0 of :func:`simulate` at its default seed, and
+    both keys change the draws."""
     seed = inspect.signature(simulate).parameters["seed"].default
-    keys = inspect.signature(reference_run).parameters
-    assert (keys["seed"].default, keys["run"].default) == (seed, 0)
+    model = FiniteSumQuadratic(HS, BS)
+    run = functools.partial(reference_run, model, SGD(1), [1.0, -1.0], np.full(12, 0.3))
+    want = run(seed=seed, run=0)
+    np.testing.assert_array_equal(run(), want)
+    assert not np.allclose(run(seed=seed + 1, run=0), want)
+    assert not np.allclose(run(seed=seed, run=1), want)
 
 
 def test_reference_run_checks_the_mini_batch_keys():
