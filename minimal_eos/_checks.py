@@ -90,7 +90,12 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 def in_interval(value, name: str, lo: float, hi: float, *, closed_hi: bool = False) -> float:
-    """Return ``value`` as a float in [lo, hi) (or [lo, hi] with ``closed_hi``)."""
+    """Return ``value`` as a float in [lo, hi) (or [lo, hi] with ``closed_hi``).
+
+    Strings and bools are refused, even where ``float`` would convert them.
+    """
+    if isinstance(value, str | bytes | bool | np.bool_):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError) as exc:

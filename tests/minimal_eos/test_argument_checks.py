@@ -83,6 +83,12 @@ def test_in_interval_is_half_open_unless_closed():
         in_interval(np.nan, "beta", 0.0, 1.0, closed_hi=True)
     with pytest.raises(ValueError, match=r"^beta must be a real number; got \[0.5\]"):
         in_interval([0.5], "beta", 0.0, 1.0)
+    # a string or a bool that float() would convert is still refused
+    for bad in ("0.5", b"0.5", True, np.bool_(False)):
+        with pytest.raises(ValueError, match=r"^beta must be a real number; got"):
+            in_interval(bad, "beta", 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"^beta must be a real number; got '0.5'"):
+        HeavyBall("0.5")
 
 
 def test_choice_lists_what_is_accepted():
