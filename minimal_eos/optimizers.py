@@ -150,7 +150,7 @@ class Nesterov:
 
 
 @dataclass(frozen=True)
-class SGD:
+class SGD(GD):
     """Mini-batch stochastic gradient descent.
 
     Parameters
@@ -165,8 +165,9 @@ class SGD:
     Notes
     -----
     ``x+ = x - eta g_B`` with ``g_B = (1/|B|) sum_{i in B} grad l_i(x)`` the mini-batch
-    gradient: GD's update map on the mini-batch loss, so on a quadratic whose examples share
-    the Hessian it is stable iff ``eta a < 2``. With different per-example Hessians the
+    gradient: GD's update map (inherited) on the mini-batch loss, so on a quadratic whose
+    examples share the Hessian it is stable iff ``eta a < 2`` (``critical_sharpness``, also
+    GD's, bounds the batch sharpness). With different per-example Hessians the
     quantity that settles at ``2 / eta`` is the batch sharpness
     ``E_B[g_B^T H_B g_B / |g_B|^2]``. Batches are drawn independently at every step (no
     epochs), so the gradient noise is stationary.
@@ -187,19 +188,6 @@ class SGD:
             raise ValueError(f"replacement must be True or False; got {self.replacement!r}")
         object.__setattr__(self, "replacement", bool(self.replacement))
 
-    def init(self, theta) -> State:
-        """State ``(theta, 0)``."""
-        return theta, theta * 0
-
-    def query(self, state: State):
-        """Gradient at ``x``."""
-        return state[0]
-
-    def update(self, state: State, grad, eta) -> State:
-        """``x+ = x - eta g_B``, with ``grad`` the mini-batch gradient ``g_B``."""
-        x, v = state
-        return x - eta * grad, v
-
     def check_data(self, n_examples: int) -> None:
         """Raise a ValueError if a batch cannot be drawn from ``n_examples`` examples."""
         if not self.replacement and self.batch_size > n_examples:
@@ -207,10 +195,6 @@ class SGD:
                 f"batch_size must be at most the number of examples ({n_examples}) when "
                 f"drawing without replacement; got {self.batch_size}"
             )
-
-    def critical_sharpness(self, eta: float) -> float:
-        """Batch sharpness above which SGD on a quadratic diverges: ``2 / eta``."""
-        return 2.0 / eta
 
 
 @dataclass(frozen=True)
