@@ -62,17 +62,22 @@ def as_float_array(value, name: str, *, ndim: int | tuple[int, ...] | None = Non
     return arr
 
 
+def _real(value, name: str) -> float:
+    """``float(value)``, refusing strings and bools even where ``float`` would convert them."""
+    if isinstance(value, str | bytes | bool | np.bool_):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a real number; got {value!r}") from exc
+
+
 def positive_float(value, name: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a finite float that is > 0 (or >= 0 with ``allow_zero``).
 
     Strings and bools are refused, even where ``float`` would convert them.
     """
-    if isinstance(value, str | bytes | bool | np.bool_):
-        raise ValueError(f"{name} must be a real number; got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real number; got {value!r}") from exc
+    x = _real(value, name)
     ok = np.isfinite(x) and (x >= 0 if allow_zero else x > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
@@ -94,12 +99,7 @@ def in_interval(value, name: str, lo: float, hi: float, *, closed_hi: bool = Fal
 
     Strings and bools are refused, even where ``float`` would convert them.
     """
-    if isinstance(value, str | bytes | bool | np.bool_):
-        raise ValueError(f"{name} must be a real number; got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real number; got {value!r}") from exc
+    x = _real(value, name)
     ok = np.isfinite(x) and lo <= x and (x <= hi if closed_hi else x < hi)
     if not ok:
         right = "]" if closed_hi else ")"
