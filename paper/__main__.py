@@ -6,6 +6,7 @@ Examples
 ``python -m paper --quick``               the reduced form (CI), into ``paper/quick``
 ``python -m paper --only 7 catapult``     redraw two figures (``paper.md`` is left as it is)
 ``python -m paper --force``               recompute the results even when cached
+``python -m paper --only 5 --text``       redraw figure 5 and print its caption and text
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="processes computing results in parallel (default: %(default)s, the "
                         "number of CPUs)")
+    p.add_argument("--text", action="store_true",
+                   help="print the caption and text of each figure built (useful with "
+                        "--only, which does not rewrite paper.md)")
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     info = build(modules, quick=args.quick, out=args.out, cache_dir=args.cache,
                  force=args.force, workers=args.jobs, progress=not args.no_progress,
-                 write_text=not args.only)
+                 write_text=not args.only, show_text=args.text)
     for name, fig in info["figures"].items():
         print(f"figure {fig['number']:2d} {name:<16s} {os.path.join(args.out, fig['file'])}")
     if args.only:

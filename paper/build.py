@@ -173,9 +173,13 @@ def output_folder(out: str | os.PathLike | None, quick: bool) -> str:
 
 def build(modules: list[ModuleType], *, quick: bool = False, out: str | None = None,
           cache_dir: str | None = None, force: bool = False, workers: int = 1,
-          progress: bool = True, write_text: bool = True) -> dict:
+          progress: bool = True, write_text: bool = True, show_text: bool = False) -> dict:
     """Build the figures of ``modules`` (and ``paper.md`` when ``write_text``) into
     ``out`` (default and refusals: :func:`output_folder`).
+
+    With ``show_text`` the caption and text of each figure are printed as they are drawn,
+    so that a figure built alone (``--only``, which leaves ``paper.md`` as it is) can be
+    read.
 
     Returns the build record written to ``build.json``: mode, wall time, results
     computed, and per figure its file and seconds.
@@ -192,6 +196,9 @@ def build(modules: list[ModuleType], *, quick: bool = False, out: str | None = N
         t1 = time.perf_counter()
         section = m.make(ctx)
         sections.append((m, section))
+        if show_text:
+            print(f"\n## Figure {m.NUMBER}. {m.TITLE}\n\n**Figure {m.NUMBER}.** "
+                  f"{section.caption.strip()}\n\n{section.text.strip()}\n", flush=True)
         record[m.NAME] = {"number": m.NUMBER, "file": section.file,
                           "draw_s": round(time.perf_counter() - t1, 2)}
     results_s = 0.0

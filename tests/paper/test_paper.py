@@ -126,3 +126,12 @@ def test_quick_build(tmp_path, full):
     assert sorted(os.listdir(out / "cache")) == cached
     again = json.loads((out / "build.json").read_text())
     assert again["computed"] == (again["results"] if full else 0)
+    # --only ... --text prints the figure's own section, the one paper.md embeds
+    first = modules[0]
+    shown = subprocess.run([*cmd, "--only", first.NAME, "--text"], capture_output=True,
+                           text=True, check=False)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    section = text.split(f"## Figure {first.NUMBER}. ")[1].split("\n## Figure ")[0]
+    printed = shown.stdout.split(f"## Figure {first.NUMBER}. ")[1]
+    body = [line for line in section.splitlines() if line and not line.startswith("![")]
+    assert body and all(line in printed for line in body[1:])
