@@ -29,6 +29,11 @@ BAND = 0.2
 #: A rise counts as progressive sharpening when the sharpness was at least this far
 #: (relatively) below the edge before reaching it.
 RISE_BELOW = 0.9
+#: Cross-entropy runs: the hover window runs from the onset until the loss first falls to
+#: its value at the onset divided by this factor; the decline window follows it.
+CE_LOSS_FALL = 2.0
+#: Fewest tracked steps in the decline window for its rank correlation to be measured.
+CE_MIN_DECLINE = 10
 #: The three values of a row's ``status``.
 HOLDS, FAILS, NOT_APPLICABLE = "holds", "fails", "not applicable"
 STATUSES = (HOLDS, FAILS, NOT_APPLICABLE)
@@ -180,6 +185,142 @@ def edge_rows(check: str, prefix: str, run: dict, *, after: int = 0, what: str =
                     f"fraction of post-onset steps with |S/edge - 1| <= {BAND}",
                     1.0, frac, 1.0 - frac, 0.1, "", reason=onset_reason))
     return not_applicable_if_diverged(rows, run)
+
+
+def rank_correlation(a: list, b: list) -> float:
+    """Spearman's rank correlation of ``a`` and ``b``; NaN when either is constant.
+
+    Notes
+    -----
+    With ``r(a)`` the ranks of ``a`` (ties share the mean of their ranks) and
+    ``r~ = r - mean(r)``, ``rho = sum r~(a) r~(b) / sqrt(sum r~(a)^2 sum r~(b)^2)``, the
+    Pearson correlation of the ranks: ``1`` when ``b`` grows with ``a``, ``-1`` when it
+    falls as ``a`` grows, near ``0`` without a monotone relation.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"a and b must have the same length; got {len(a)} and {len(b)}")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / norm if norm > 0 else math.nan
+
+
+def _ranks(values: list) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    ranks = np.empty(v.size)
+    ranks[np.argsort(v, kind="stable")] = np.arange(v.size, dtype=float)
+    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def cross_entropy_edge_rows(run: dict, *, what: str = "2/eta") -> list:
+    """Rows of the ``edge`` check for a cross-entropy run: reach, hover, then decline.
+
+    With cross-entropy the sharpness rises to ``2/eta`` and hovers there, and later
+    declines as the loss is driven towards zero (Cohen et al., arXiv 2103.00065): the
+    curvature of the loss in the logits, ``diag(p) - p p^T``, vanishes as the softmax
+    saturates. The rows of :func:`edge_rows` come first; ``a.plateau`` and ``a.band``,
+    which expect the sharpness at the edge for the rest of the run, are kept with their
+    numbers but are not applicable. Then:
+
+    * ``a.ce-reach``: the highest tracked sharpness ``max S`` against the edge; error
+      ``max(0, 1 - max S / edge)``, tolerance 2% (as ``a.rise``: the sample before a
+      crossing may sit just below the edge). Premise: a tracked sharpness 10% below the
+      edge before the peak (a rise to observe).
+    * ``a.ce-hover``: the fraction of tracked steps with ``|S/edge - 1| <= BAND`` in the
+      hover window, from the onset (:func:`onset_step`) until the first step whose loss
+      is at most ``L(onset) / CE_LOSS_FALL``; at least 90% (tolerance 0.1, as
+      ``a.band``). Premise: an onset.
+    * ``a.ce-decline``: Spearman's rank correlation ``rho`` (:func:`rank_correlation`) of
+      the sharpness and the loss at the tracked steps of the decline window, from the end
+      of the hover window to the end of the run; predicted 1 (both fall together), error
+      ``1 - rho``, tolerance 0.5. Premises: an onset, a loss that fell to
+      ``L(onset) / CE_LOSS_FALL``, and at least ``CE_MIN_DECLINE`` tracked steps after it;
+      a run that ends inside the hover window is not applicable, not failing.
+
+    Parameters
+    ----------
+    run : dict
+        A run record (``sharpness`` as ``(t, S)``, ``loss`` with ``loss[t]`` the loss at
+        step ``t``, ``edge``, optionally ``diverged_at``).
+    what : str
+        Text naming the edge in the ``quantity`` column.
+
+    Returns
+    -------
+    list
+        ``a.rise``, ``a.plateau``, ``a.band``, ``a.ce-reach``, ``a.ce-hover``,
+        ``a.ce-decline``, all of check ``"edge"``.
+
+    Notes
+    -----
+    The windows are set by the loss alone, never by the sharpness they judge. The hover
+    window ends once the loss has halved: at the edge of stability the loss is
+    non-monotone over a few steps (spikes go up, not down), so a first fall to half its
+    onset value marks progress, not noise. Over the decline window the sharpness and the
+    loss oscillate on short times, which shuffles the ranks of neighbouring steps; a
+    decline with the loss over the window gives ``rho`` near 1, a sharpness that keeps
+    hovering gives ``rho`` near 0 and one that rises gives ``rho < 0``. The tolerance 0.5
+    is half-way between no relation and a perfectly monotone one.
+    """
+    edge = run["edge"]
+    rows = edge_rows("edge", "a", run, what=what)
+    not_applicable(rows[1:], "cross-entropy: the sharpness is predicted to decline from the "
+                             "edge as the loss falls (a.ce-hover, a.ce-decline judge it)")
+    loss = run["loss"]
+    pts = [(t, s) for t, s in run["sharpness"] if t < len(loss)]
+    peak_at = max(range(len(pts)), key=lambda i: pts[i][1]) if pts else None
+    peak = pts[peak_at][1] if pts else math.nan
+    reach = peak / edge
+    reach_reason = ""
+    if not pts:
+        reach_reason = "no tracked steps"
+    elif not any(s < RISE_BELOW * edge for _, s in pts[:peak_at]):
+        reach_reason = ("the sharpness was never 10% below the edge before its peak: no rise "
+                        "to observe")
+    rows.append(row("edge", "a.ce-reach", f"highest tracked sharpness / {what}", 1.0, reach,
+                    max(0.0, 1.0 - reach) if math.isfinite(reach) else math.nan, 0.02,
+                    f"peak {peak:.4g} at step {pts[peak_at][0]}" if pts else "",
+                    reason=reach_reason))
+    on = onset_step(pts, edge)
+    fall = None
+    if on is not None:
+        threshold = loss[on] / CE_LOSS_FALL
+        fall = next((t for t in range(on, len(loss)) if loss[t] <= threshold), None)
+    end = len(loss) if fall is None else fall
+    hover = [s for t, s in pts if on is not None and on <= t < end]
+    frac = float(np.mean([abs(s / edge - 1) <= BAND for s in hover])) if hover else math.nan
+    hover_note = ""
+    if hover:
+        hover_note = (f"{len(hover)} tracked steps from the onset at step {on} to "
+                      f"{'the end' if fall is None else f'step {fall}'}; loss at onset "
+                      f"{loss[on]:.4g}; median S/edge {median(hover) / edge:.4g}")
+    no_onset = "no onset: the sharpness never reached the edge from below"
+    rows.append(row("edge", "a.ce-hover",
+                    f"fraction of steps with |S/edge - 1| <= {BAND} until the loss fell by "
+                    f"{CE_LOSS_FALL:g}x from onset", 1.0, frac, 1.0 - frac, 0.1, hover_note,
+                    reason="" if on is not None else no_onset))
+    late = [(s, loss[t]) for t, s in pts if fall is not None and t >= fall]
+    rho = rank_correlation([s for s, _ in late], [v for _, v in late]) if late else math.nan
+    decline_reason = ""
+    if on is None:
+        decline_reason = no_onset
+    elif fall is None:
+        decline_reason = (f"the run ended in the hover window: the loss never fell to "
+                          f"1/{CE_LOSS_FALL:g} of its onset value {loss[on]:.4g}")
+    elif len(late) < CE_MIN_DECLINE:
+        decline_reason = (f"the run ended {len(late)} tracked steps after the loss fell to "
+                          f"1/{CE_LOSS_FALL:g} of its onset value at step {fall}; the decline "
+                          f"needs {CE_MIN_DECLINE}")
+    decline_note = ""
+    if late:
+        decline_note = (f"{len(late)} tracked steps from step {fall}: S/edge "
+                        f"{late[0][0] / edge:.4g} -> {late[-1][0] / edge:.4g}, loss "
+                        f"{late[0][1]:.4g} -> {late[-1][1]:.4g}")
+    rows.append(row("edge", "a.ce-decline",
+                    "rank correlation of the sharpness and the loss after the hover window",
+                    1.0, rho, 1.0 - rho, 0.5, decline_note, reason=decline_reason))
+    return rows[:3] + not_applicable_if_diverged(rows[3:], run)
 
 
 def not_applicable_if_diverged(rows: list, run: dict) -> list:
@@ -506,7 +647,8 @@ def evaluate(res: dict, config) -> list:
             "nesterov": "(2+2beta)/((1+2beta)eta)", "sgd": "2/eta", "rmsprop": "2/eta",
             "adam": "(2+2beta1)/((1-beta1)eta)"}[main["optimizer"]]
     if "edge" in checks:
-        rows += edge_rows("edge", "a", main, what=name)
+        rows += (cross_entropy_edge_rows(main, what=name) if config.loss == "ce"
+                 else edge_rows("edge", "a", main, what=name))
     if "momentum" in checks:
         rows += edge_rows("momentum", "b", res["runs"]["momentum"], what="2(1+beta)/eta")
     if "drop" in checks:

@@ -304,7 +304,7 @@ def _everything(optimizer):
                                                  ("heavy_ball", "2(1+beta)/eta"),
                                                  ("nesterov", "(2+2beta)/((1+2beta)eta)")])
 def test_evaluate_runs_every_check_once_under_its_name(optimizer, edge):
-    config = SimpleNamespace(checks=ALL_CHECKS, window=20, drop_step=10)
+    config = SimpleNamespace(checks=ALL_CHECKS, window=20, drop_step=10, loss="mse")
     rows = evaluate(_everything(optimizer), config)
     assert [r["name"] for r in rows] == [
         "a.rise", "a.plateau", "a.band", "b.rise", "b.plateau", "b.band",
@@ -327,6 +327,6 @@ def test_evaluate_runs_every_check_once_under_its_name(optimizer, edge):
 
 @pytest.mark.parametrize("check", ALL_CHECKS)
 def test_evaluate_runs_only_the_configured_checks(check):
-    config = SimpleNamespace(checks=(check,), window=20, drop_step=10)
+    config = SimpleNamespace(checks=(check,), window=20, drop_step=10, loss="mse")
     rows = evaluate(_everything("gd"), config)
     assert rows and {r["check"] for r in rows} == {check}

@@ -136,7 +136,8 @@ def test_drop_rows():
 
 def test_evaluate_fails_every_row_of_a_diverged_main_run():
     config = SimpleNamespace(checks=("edge", "central-flow", "self-stabilization",
-                                     "flow-distance", "constrained"), window=WINDOW)
+                                     "flow-distance", "constrained"), window=WINDOW,
+                             loss="mse")
     rows = evaluate(_results(), config)
     assert len(rows) == 10 and all(r["holds"] for r in rows), rows
     diverged = evaluate(_results(diverged_at=205), config)
@@ -211,7 +212,7 @@ def test_evaluate_runs_the_configured_checks():
     res = _records()
     res["runs"]["drop"] = _run([5, 8, 7, 10.5, 10, 9.9, 10.1])
     config = SimpleNamespace(checks=("edge", "drop", "self-stabilization", "constrained"),
-                             drop_step=5, window=20)
+                             drop_step=5, window=20, loss="mse")
     names = [r["name"] for r in evaluate(res, config)]
     assert names == ["a.rise", "a.plateau", "a.band", "c.rise", "c.plateau", "c.band",
                      "e.oscillation", "g.distance"]
@@ -313,7 +314,8 @@ def test_drop_rows_not_applicable_when_the_main_run_diverged_before_the_drop():
 
 def test_evaluate_counts_statuses():
     config = SimpleNamespace(checks=("edge", "central-flow", "self-stabilization",
-                                     "flow-distance", "constrained"), window=WINDOW)
+                                     "flow-distance", "constrained"), window=WINDOW,
+                             loss="mse")
     assert count_statuses(evaluate(_results(), config)) == {
         "held": 10, "failed": 0, "not_applicable": 0, "total": 10}
     assert count_statuses(evaluate(_results(diverged_at=205), config)) == {
