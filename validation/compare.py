@@ -21,6 +21,7 @@ import sys  # noqa: E402
 CHECK_HELP = """\
 checks (comma-separated; 'default' or 'all'):
   edge                  (a) the sharpness rises, then hovers at the critical sharpness
+                        (--loss ce: reaches 2/eta, hovers, then declines as the loss falls)
   momentum              (b) heavy ball plateaus at 2(1+beta)/eta (a second run)
   drop                  (c) after a step-size drop, sharpening resumes to the new 2/eta
   central-flow          (d) central flow's time-averaged loss and sharpness vs GD
