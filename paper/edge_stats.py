@@ -168,3 +168,40 @@ def oscillation_variance(x_t, x, centres, half: int) -> np.ndarray:
         if sel.any():
             out[i] = float(np.mean(x[sel] ** 2))
     return out
+
+
+def summary_table(rows: list[tuple[str, dict]]) -> str:
+    """A markdown table of :func:`edge_summary` results, one ``(name, summary)`` per row.
+
+    Columns: the critical sharpness, the onset, the catapult (peak over the edge, its
+    step, the step the sharpness is back at the edge, the loss peak over the initial
+    loss when measured), the plateau and the fraction within ``±BAND``.
+    """
+    head = ("| run | edge | onset | catapult peak S/edge (step) | back at the edge | "
+            "loss peak / initial loss | plateau (last two thirds after onset) | "
+            f"within ±{100 * BAND:g}% after onset |")
+    lines = [head, "|" + "---|" * head.count(" |")]
+    for name, r in rows:
+        if r["onset"] is None:
+            lines.append(f"| {name} | {r['edge']:.2f} | not reached | – | – | – | – | – |")
+            continue
+        back = f"step {r['settle']}" if r["settle"] is not None else "never"
+        spike = f"{r['loss_spike']:.2f}" if "loss_spike" in r else "–"
+        lines.append(f"| {name} | {r['edge']:.2f} | step {r['onset']} | "
+                     f"{r['overshoot']:.2f} ({r['peak_at']}) | {back} | {spike} | "
+                     f"{r['plateau']:.2f} ({100 * r['plateau_rel']:+.1f}%) | "
+                     f"{100 * r['within']:.0f}% of {r['tracked']} |")
+    return "\n".join(lines)
+
+
+def span(values, spec: str = ".2f", scale: float = 1.0) -> str:
+    """``"a–b"`` for the range of ``values`` formatted with ``spec`` (after multiplying by
+    ``scale``), or ``"a"`` when both ends print the same.
+
+    Examples
+    --------
+    >>> span([0.031, 0.2], ".0f", 100), span([1.0, 1.001])
+    ('3–20', '1.00')
+    """
+    lo, hi = (format(scale * v, spec) for v in (min(values), max(values)))
+    return lo if lo == hi else f"{lo}–{hi}"
