@@ -69,7 +69,11 @@ def make(ctx: Context) -> Section:
         onset = e["onset"]
         up = float(rises[onset:].mean()) if onset is not None and onset < len(rises) \
             else float("nan")
-        rows.append({"eta": c.eta, "s0": float(r["main.sharpness"][0]),
+        t, s = r["main.sharpness_t"], r["main.sharpness"]
+        # The dip after the first catapult, before the plateau window.
+        gap = (t >= e["settle"]) & (t < e["window"]) if e["after_transient"] else t < 0
+        dip = float(s[gap].min() / e["edge"]) if gap.any() else float("nan")
+        rows.append({"eta": c.eta, "s0": float(s[0]), "dip": dip,
                      "loss_rises_after_onset": up, "loss_end": float(loss[-1]),
                      "diverged_at": int(r["main.diverged_at"])} | e)
     nw.style_loss_axes(ax1)
@@ -108,16 +112,21 @@ def make(ctx: Context) -> Section:
         above = sum(x > 1 for x in spikes)
         ended = [row for row in reached if row["after_transient"]]
         within = [row["within"] for row in reached]
+        dips = [row["dip"] for row in reached if row["dip"] == row["dip"]]
         offsets = [row["plateau_rel"] for row in reached]
         text += (
             f"The first crossing is a catapult, not a gentle arrival: the sharpness "
             f"overshoots to {span(over)} times 2/η before it is pulled "
             f"back to the edge, and during this excursion the loss peaks at "
             f"{span(spikes)} times its initial value ({above} of "
-            f"{len(reached)} runs above it). In {len(ended)} of {len(reached)} runs the "
+            f"{len(reached)} runs above it)."
+            + (f" The sharpness is thrown below the edge, to {span(dips)} times 2/η, and "
+               f"sharpens again, crossing the edge in further catapults (panel "
+               f"b)." if dips else "")
+            + f" In {len(ended)} of {len(reached)} runs the first "
             f"catapult has ended before the plateau window, the last two thirds of the time "
             f"after onset; over that window the sharpness averages "
-            f"{span(offsets, '+.1f', 100)}% from 2/η, and "
+            f"{100 * min(offsets):+.1f}% to {100 * max(offsets):+.1f}% from 2/η, and "
             f"{span(within, '.0f', 100)}% of the tracked steps after "
             f"the onset (catapult included) lie within ±{100 * BAND:g}% of 2/η:\n\n"
             + table + "\n\n")

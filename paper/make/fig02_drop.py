@@ -105,11 +105,11 @@ def make(ctx: Context) -> Section:
                 f"at the drop,")
         if d["onset"] is None:
             parts.append(
-                f"{head} rose to {d['s_end']:.2f} by step {c0.steps}: "
+                f"{head} {'rose' if d['s_end'] > d['s_at_drop'] else 'fell'} to "
+                f"{d['s_end']:.2f} by step {c0.steps} without reaching it: "
                 f"{100 * d['gap_closed']:.0f}% of the way to the new edge in "
                 f"{c0.steps - c0.drop_step} steps, at {100 * d['slope_last_third']:.2f} per "
-                f"100 steps over the last third. Re-sharpening did not complete within the "
-                f"run.")
+                f"100 steps over the last third.")
         else:
             back = (f"was back at the edge at step {d['settle']}" if d["settle"] is not None
                     else "stayed above it to the end")
@@ -123,9 +123,18 @@ def make(ctx: Context) -> Section:
     text = first + " ".join(parts)
     failed = [d for d in drops if d["onset"] is None]
     if failed and len(failed) < len(drops):
-        text += (f" Re-sharpening fails within {c0.steps} steps for the larger drop"
-                 f"{'s' if len(failed) > 1 else ''} (by "
+        gaps = "; ".join(f"by {d['factor']:g}: {d['edge'] - d['s_at_drop']:.2f} to close, "
+                         + (f"closed in {d['onset'] - c0.drop_step} steps"
+                            if d["onset"] is not None else
+                            f"{100 * d['gap_closed']:.0f}% closed in "
+                            f"{c0.steps - c0.drop_step} steps")
+                         for d in drops)
+        text += (f" Within {c0.steps} steps the sharpness reaches the new edge after the drop"
+                 f"{'s' if len(drops) - len(failed) > 1 else ''} by "
+                 + ", ".join(f"{d['factor']:g}" for d in drops if d["onset"] is not None)
+                 + " but not after the drop"
+                 + ("s" if len(failed) > 1 else "") + " by "
                  + ", ".join(f"{d['factor']:g}" for d in failed)
-                 + "): the gap to close, from the sharpness at the drop to the new 2/η, is "
-                 "larger, and the sharpness rises at a finite rate.")
+                 + f": the gap from the sharpness at the drop to the new 2/η grows with the "
+                 f"factor ({gaps}).")
     return Section(file=rel, caption=caption, text=text, numbers=numbers)

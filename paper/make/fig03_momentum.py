@@ -111,9 +111,11 @@ def make(ctx: Context) -> Section:
                              for k in below) + ".")
     nest = rows["nesterov"]
     if nest["onset"] is not None:
-        text += (f" Nesterov's first crossing overshoots its edge {nest['edge']:.2f} by "
-                 f"{100 * (nest['overshoot'] - 1):.0f}% (peak {nest['peak']:.2f} at step "
-                 f"{nest['peak_at']}), and its plateau stays "
+        largest = all(nest["overshoot"] >= row["overshoot"] for row in rows.values()
+                      if row["onset"] is not None)
+        text += (f" Nesterov's catapult is {'the largest' if largest else 'not the largest'} "
+                 f"of the {len(rows)} (peak {nest['peak']:.2f} at step {nest['peak_at']}, "
+                 f"{100 * (nest['overshoot'] - 1):.0f}% above its edge), and its plateau stays "
                  f"{100 * nest['plateau_rel']:+.1f}% from the edge, still "
                  f"{100 * (1 - nest['plateau'] / (2 / c_nest.eta)):.0f}% below GD's 2/η = "
                  f"{2 / c_nest.eta:.2f} at the same η.")

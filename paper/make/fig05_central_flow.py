@@ -175,10 +175,10 @@ def make(ctx: Context) -> Section:
                 f"onset; before it the three trajectories coincide.")
         return Section(file=rel, caption=caption, text=text, numbers=numbers)
     le, se = numbers["loss_error"], numbers["sharpness_error"]
-    same = (f" (GD here is Figure 1's η = {c.eta:g} run: the losses are equal step for "
-            f"step)" if numbers["same_as_figure_1"] else "")
+    same = (f"GD here is Figure 1's η = {c.eta:g} run (the losses are equal step for "
+            f"step). " if numbers["same_as_figure_1"] else "")
     text = (
-        f"Until the sharpness reaches 2/η = {edge:.3g} (step {onset}){same} the three agree. "
+        f"{same}Until the sharpness reaches 2/η = {edge:.3g} (step {onset}) the three agree. "
         f"GD's first crossing is a catapult: its sharpness peaks at {gd['overshoot']:.2f} "
         f"times 2/η at step {gd['peak_at']} and is back at the edge at "
         f"{nw.format_steps(gd['settle'], c.steps)}; the central flow, which holds the "
@@ -214,8 +214,9 @@ def make(ctx: Context) -> Section:
     text += (
         f" The central-flow paper's key test compares Σ with GD's measured oscillation "
         f"along u (panel c). Σ predicts a time average, and GD's oscillation here comes in "
-        f"bursts (the {c.window + 1}-step mean of x² spans a factor "
-        f"{short['p90'] / short['p10']:.2g} between its 10th and 90th percentiles). "
+        f"bursts (the {c.window + 1}-step mean of x² spans a factor of about "
+        f"10^{round(np.log10(short['p90'] / short['p10']))} between its 10th and 90th "
+        f"percentiles). "
         f"Counting it as holding when the median ratio lies within a factor {SIGMA_FACTOR:g} "
         f"of 1, over {c.window + 1}-step "
         f"windows the prediction {verdict(short)}: the measured mean of x² is "
