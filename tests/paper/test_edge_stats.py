@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paper.edge_stats import edge_summary, oscillation_variance
+from paper.edge_stats import edge_summary, oscillation_variance, span, summary_table
 
 
 def _series():
@@ -86,3 +86,19 @@ def test_oscillation_variance_is_the_windowed_mean_square():
         oscillation_variance(x_t, x, [10], -1)
     with pytest.raises(ValueError, match="x_t and x"):
         oscillation_variance(x_t, x[:-1], [10], 1)
+
+
+def test_summary_table_rows_and_span():
+    t, s = _series()
+    loss = np.linspace(1.0, 0.1, 301)
+    reached = edge_summary(t, s, 2.0, end=300, loss=loss)
+    never = edge_summary(t, s, 3.0, end=300)
+    lines = summary_table([("a", reached), ("b", never)]).splitlines()
+    assert len(lines) == 4 and lines[1] == "|" + "---|" * 8
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells == ["a", "2.00", "step 30", "1.30 (40)", "step 60",
+                     f"{loss[30:61].max():.2f}", f"{reached['plateau']:.2f} "
+                     f"({100 * reached['plateau_rel']:+.1f}%)",
+                     f"{100 * reached['within']:.0f}% of {reached['tracked']}"]
+    assert lines[3].split("|")[3].strip() == "not reached"
+    assert span([0.5, 0.25]) == "0.25–0.50" and span([0.5, 0.5004]) == "0.50"
