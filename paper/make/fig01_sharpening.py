@@ -7,8 +7,9 @@ from itertools import pairwise
 from paper import style
 from paper.build import Context, Section
 from paper.cache import Job
+from paper.edge_stats import BAND, edge_summary, span, summary_table
 from paper.make import _network as nw
-from paper.runs import TRACKING, describe_network, first_reach, mean_after, network_job
+from paper.runs import TRACKING, describe_network, network_job
 
 NAME = "sharpening"
 NUMBER = 1
@@ -27,8 +28,28 @@ def configs(quick: bool) -> list:
     return [Config(eta=eta, checks=("edge",), **base) for eta in etas]
 
 
+def reference_eta(quick: bool) -> float:
+    """The step size of the GD run that Figures 2 and 3 quote (this figure's largest)."""
+    return configs(quick)[-1].eta
+
+
 def jobs(quick: bool) -> list[Job]:
     return [network_job(c, label=f"MNIST-1D, GD eta={c.eta}") for c in configs(quick)]
+
+
+def reference_job(quick: bool) -> Job:
+    """The job of the GD run at :func:`reference_eta`."""
+    return jobs(quick)[-1]
+
+
+def summaries(ctx: Context) -> list[dict]:
+    """:func:`paper.edge_stats.edge_summary` of every run (with its loss), in order of η."""
+    out = []
+    for c, job in zip(configs(ctx.quick), jobs(ctx.quick), strict=True):
+        r = ctx.result(job)
+        out.append(edge_summary(r["main.sharpness_t"], r["main.sharpness"], r["main.edge"],
+                                end=c.steps, loss=r["main.loss"]))
+    return out
 
 
 def make(ctx: Context) -> Section:
@@ -36,31 +57,32 @@ def make(ctx: Context) -> Section:
     results = [ctx.result(j) for j in jobs(ctx.quick)]
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.0)
     rows = []
-    for i, (c, r) in enumerate(zip(cfgs, results, strict=True)):
+    for i, (c, r, e) in enumerate(zip(cfgs, results, summaries(ctx), strict=True)):
         color = style.SEQUENCE[i]
         nw.loss_curve(ax1, r, "main", color=color, label=f"η = {c.eta:g}")
         nw.sharpness_curve(ax2, r, "main", color=color, label=f"η = {c.eta:g}",
                            edge_label=f"2/{c.eta:g}")
-        t, s = r["main.sharpness_t"], r["main.sharpness"]
-        edge = r["main.edge"]
-        onset = first_reach(t, s, edge)
-        later = mean_after(t, s, onset + (c.steps - onset) // 3) if onset is not None \
-            else float("nan")
+        if e["onset"] is not None:
+            ax2.plot([e["peak_at"]], [e["peak"]], marker="v", color=color, ms=5, ls="none")
         loss = r["main.loss"]
         rises = loss[1:] > loss[:-1]
+        onset = e["onset"]
         up = float(rises[onset:].mean()) if onset is not None and onset < len(rises) \
             else float("nan")
-        rows.append({"eta": c.eta, "edge": edge, "s0": float(s[0]), "onset": onset,
-                     "loss_rises_after_onset": up,
-                     "plateau": later, "plateau_rel": later / edge - 1.0,
-                     "loss0": float(r["main.loss"][0]), "loss_end": float(r["main.loss"][-1]),
-                     "diverged_at": int(r["main.diverged_at"])})
+        t, s = r["main.sharpness_t"], r["main.sharpness"]
+        # The dip after the first catapult, before the plateau window.
+        gap = (t >= e["settle"]) & (t < e["window"]) if e["after_transient"] else t < 0
+        dip = float(s[gap].min() / e["edge"]) if gap.any() else float("nan")
+        rows.append({"eta": c.eta, "s0": float(s[0]), "dip": dip,
+                     "loss_rises_after_onset": up, "loss_end": float(loss[-1]),
+                     "diverged_at": int(r["main.diverged_at"])} | e)
     nw.style_loss_axes(ax1)
     ax1.set_title("Training loss")
-    ax1.legend(loc="lower left")
+    fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center",
+               ncol=len(cfgs))
     style.panel_label(ax1, "a")
     nw.style_sharpness_axes(ax2)
-    ax2.set_title("Sharpness (dashed: 2/η)")
+    ax2.set_title("Sharpness (dashed: 2/η; ▼ catapult peak)")
     style.panel_label(ax2, "b")
     path, rel = ctx.figure_path(NUMBER, NAME)
     style.save(fig, path)
@@ -73,29 +95,44 @@ def make(ctx: Context) -> Section:
         f"the Hessian estimated every {cfgs[0].track_every} steps by LOBPCG on "
         f"Hessian-vector products ({TRACKING['track_vectors']} vectors warm-started from the "
         f"previous estimate, and a cold Lanczos start every {TRACKING['refresh_every']} "
-        f"estimates), "
-        f"with each run's 2/η dashed in its colour.")
-    parts = []
-    for row in rows:
-        if row["onset"] is None:
-            parts.append(f"with η = {row['eta']:g} it rose from {row['s0']:.2f} but did not "
-                         f"reach 2/η = {row['edge']:.2f} within {steps} steps")
-        else:
-            parts.append(f"with η = {row['eta']:g} it rose from {row['s0']:.2f} to 2/η = "
-                         f"{row['edge']:.2f} at step {row['onset']} and then averaged "
-                         f"{row['plateau']:.2f} ({100 * row['plateau_rel']:+.1f}% from 2/η) "
-                         f"over the last two thirds of the run")
+        f"estimates), with each run's 2/η dashed in its colour and the peak of its first "
+        f"crossing marked.")
     order = sorted(reached, key=lambda row: -row["eta"])
     later = len(order) > 1 and all(a["onset"] <= b["onset"] for a, b in pairwise(order))
     ups = [row["loss_rises_after_onset"] for row in reached]
+    table = summary_table([(f"GD, η = {row['eta']:g}", row) for row in rows])
     text = (
-        "The sharpness rises while it is below 2/η (progressive sharpening): "
-        + "; ".join(parts) + ". "
-        f"{len(reached)} of {len(rows)} runs reached their edge"
-        + (", the smaller step sizes later, at their higher 2/η" if later else "")
-        + f". The loss decreases over the long run (from {rows[0]['loss0']:.3f} to "
-        f"between {min(r['loss_end'] for r in rows):.3f} and "
-        f"{max(r['loss_end'] for r in rows):.3f})"
-        + (f" but not monotonically: after the onset it rose at {100 * min(ups):.0f}% to "
-           f"{100 * max(ups):.0f}% of the steps" if ups else "") + ".")
+        f"The sharpness rises while it is below 2/η (progressive sharpening), from "
+        f"{rows[0]['s0']:.2f} at initialisation; {len(reached)} of {len(rows)} runs reached "
+        f"their edge within {steps} steps"
+        + (", the smaller step sizes later, at their higher 2/η" if later else "") + ". ")
+    if reached:
+        over = [row["overshoot"] for row in reached]
+        spikes = [row["loss_spike"] for row in reached]
+        above = sum(x > 1 for x in spikes)
+        ended = [row for row in reached if row["after_transient"]]
+        within = [row["within"] for row in reached]
+        dips = [row["dip"] for row in reached if row["dip"] == row["dip"]]
+        offsets = [row["plateau_rel"] for row in reached]
+        text += (
+            f"The first crossing is a catapult, not a gentle arrival: the sharpness "
+            f"overshoots to {span(over)} times 2/η before it is pulled "
+            f"back to the edge, and during this excursion the loss peaks at "
+            f"{span(spikes)} times its initial value ({above} of "
+            f"{len(reached)} runs above it)."
+            + (f" The sharpness is thrown below the edge, to {span(dips)} times 2/η, and "
+               f"sharpens again, crossing the edge in further catapults (panel "
+               f"b)." if dips else "")
+            + f" In {len(ended)} of {len(reached)} runs the first "
+            f"catapult has ended before the plateau window, the last two thirds of the time "
+            f"after onset; over that window the sharpness averages "
+            f"{100 * min(offsets):+.1f}% to {100 * max(offsets):+.1f}% from 2/η, and "
+            f"{span(within, '.0f', 100)}% of the tracked steps after "
+            f"the onset (catapult included) lie within ±{100 * BAND:g}% of 2/η:\n\n"
+            + table + "\n\n")
+    text += (f"The loss decreases over the long run (from {rows[0]['loss_start_value']:.3f} "
+             f"to between {min(r['loss_end'] for r in rows):.3f} and "
+             f"{max(r['loss_end'] for r in rows):.3f})"
+             + (f" but not monotonically: after the onset it rose at {span(ups, '.0f', 100)}% "
+                "of the steps" if ups else "") + ".")
     return Section(file=rel, caption=caption, text=text, numbers={"runs": rows})

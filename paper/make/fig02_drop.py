@@ -2,90 +2,139 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from paper import style
 from paper.build import Context, Section
 from paper.cache import Job
+from paper.edge_stats import BAND, edge_summary
 from paper.make import _network as nw
-from paper.runs import describe_network, first_reach, mean_after, network_job
+from paper.make import fig01_sharpening as fig01
+from paper.runs import describe_network, network_job
 
 NAME = "drop"
 NUMBER = 2
 TITLE = "A step-size drop"
 
 
-def config(quick: bool):
+#: The step-size drops of the figure: ``eta`` divided by these factors at ``drop_step``.
+FACTORS = (1.6, 2.0)
+
+
+def configs(quick: bool) -> list:
+    """One run per factor of :data:`FACTORS`, each with its unchanged twin."""
     from validation.experiment import Config
 
     if quick:
-        return Config(n=100, width=16, eta=0.5, steps=160, drop_step=60, drop_factor=1.6,
-                      checks=("edge", "drop"), track_every=10)
-    return Config(n=1000, width=64, eta=0.4, steps=1100, drop_step=300, drop_factor=1.6,
-                  checks=("edge", "drop"), track_every=5)
+        base = {"n": 100, "width": 16, "steps": 120, "drop_step": 60, "track_every": 10}
+    else:
+        base = {"n": 1000, "width": 64, "steps": 1000, "drop_step": 300, "track_every": 5}
+    return [Config(eta=fig01.reference_eta(quick), drop_factor=f, checks=("edge", "drop"),
+                   **base) for f in FACTORS]
 
 
 def jobs(quick: bool) -> list[Job]:
-    return [network_job(config(quick), label="MNIST-1D, step-size drop")]
+    return [fig01.reference_job(quick)] + [
+        network_job(c, label=f"MNIST-1D, step-size drop by {c.drop_factor:g}")
+        for c in configs(quick)]
 
 
 def make(ctx: Context) -> Section:
-    c = config(ctx.quick)
-    r = ctx.result(jobs(ctx.quick)[0])
-    fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.0)
-    eta_new = r["drop.eta"]
-    nw.loss_curve(ax1, r, "main", color=style.GD, label=f"η = {c.eta:g} throughout")
-    nw.loss_curve(ax1, r, "drop", color=style.PREDICTION,
-                  label=f"η = {eta_new:g} from step {c.drop_step}")
-    nw.sharpness_curve(ax2, r, "main", color=style.GD, label=f"η = {c.eta:g} throughout",
-                       edge_label=f"2/{c.eta:g}")
-    nw.sharpness_curve(ax2, r, "drop", color=style.PREDICTION,
-                       label=f"η = {eta_new:g} from step {c.drop_step}",
-                       edge_label=f"2/{eta_new:g}")
+    cfgs = configs(ctx.quick)
+    ref, *results = (ctx.result(j) for j in jobs(ctx.quick))
+    c0 = cfgs[0]
+    fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.2)
+    nw.loss_curve(ax1, ref, "main", color=style.GD, label=f"η = {c0.eta:g} throughout")
+    nw.sharpness_curve(ax2, ref, "main", color=style.GD, label=f"η = {c0.eta:g} throughout",
+                       edge_label=f"2/{c0.eta:g}")
+    drops = []
+    for i, (c, r) in enumerate(zip(cfgs, results, strict=True)):
+        color = (style.PREDICTION, style.CENTRAL)[i % 2]
+        eta_new = r["drop.eta"]
+        label = f"η = {c.eta:g}/{c.drop_factor:g} = {eta_new:g} from step {c.drop_step}"
+        nw.loss_curve(ax1, r, "drop", color=color, label=label)
+        nw.sharpness_curve(ax2, r, "drop", color=color, label=label,
+                           edge_label=f"2/{eta_new:g}")
+        td, sd = r["drop.sharpness_t"], r["drop.sharpness"]
+        e = edge_summary(td, sd, r["drop.edge"], end=c.steps, after=c.drop_step,
+                         loss=r["drop.loss"], loss_start=c.drop_step)
+        third = td >= c.drop_step + 2 * (c.steps - c.drop_step) // 3
+        slope = float(np.polyfit(td[third], sd[third], 1)[0]) if third.sum() > 1 \
+            else float("nan")
+        drops.append({"factor": c.drop_factor, "eta_new": eta_new,
+                      "s_at_drop": float(sd[0]), "s_min_after_drop": float(sd.min()),
+                      "s_end": float(sd[-1]), "slope_last_third": slope,
+                      "gap_closed": float((sd[-1] - sd[0]) / (e["edge"] - sd[0])),
+                      "diverged_at": int(r["drop.diverged_at"])} | e)
     for ax in (ax1, ax2):
-        ax.axvline(c.drop_step, color="0.5", lw=0.8, ls=":")
+        ax.axvline(c0.drop_step, color="0.5", lw=0.8, ls=":")
     nw.style_loss_axes(ax1)
     ax1.set_title("Training loss")
-    ax1.legend(loc="lower left")
+    fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center",
+               ncol=len(cfgs) + 1)
     style.panel_label(ax1, "a")
     nw.style_sharpness_axes(ax2)
-    ax2.set_title(f"Sharpness (dotted: the drop at step {c.drop_step})")
-    ax2.legend(loc="lower right")
+    ax2.set_title(f"Sharpness (dotted: the drop at step {c0.drop_step})")
     style.panel_label(ax2, "b")
     path, rel = ctx.figure_path(NUMBER, NAME)
     style.save(fig, path)
 
-    t, s = r["main.sharpness_t"], r["main.sharpness"]
-    td, sd = r["drop.sharpness_t"], r["drop.sharpness"]
-    edge, edge_new = r["main.edge"], r["drop.edge"]
-    onset = first_reach(t, s, edge)
-    before = mean_after(t, s, onset, c.drop_step) if onset is not None and \
-        onset < c.drop_step else float("nan")
-    onset_new = first_reach(td, sd, edge_new, after=c.drop_step)
-    s_at_drop = float(sd[0]) if len(sd) else float("nan")
-    after = mean_after(td, sd, onset_new) if onset_new is not None else float("nan")
-    numbers = {"eta": c.eta, "eta_new": eta_new, "edge": edge, "edge_new": edge_new,
-               "onset": onset, "mean_before_drop": before, "s_at_drop": s_at_drop,
-               "onset_after_drop": onset_new, "mean_after_onset": after,
-               "s_end_main": float(s[-1]), "s_end_drop": float(sd[-1])}
+    # The drop runs branch from their own copy of the run at eta: it must be Figure 1's.
+    same = all(np.array_equal(ref["main.loss"], r["main.loss"]) for r in results)
+    before = edge_summary(ref["main.sharpness_t"], ref["main.sharpness"], ref["main.edge"],
+                          end=c0.drop_step)
+    numbers = {"eta": c0.eta, "edge": ref["main.edge"], "drop_step": c0.drop_step,
+               "steps": c0.steps, "same_as_figure_1": same, "onset": before["onset"],
+               "s_end_main": float(ref["main.sharpness"][-1]), "drops": drops}
     caption = (
-        f"GD on {describe_network(c)} with η = {c.eta:g}, and the same run continued from "
-        f"step {c.drop_step} with η divided by {c.drop_factor:g}. (a) Training loss; "
-        f"(b) sharpness with each run's 2/η dashed.")
-    if onset_new is None:
-        rest = (f"After the drop to η = {eta_new:g} the sharpness rose from "
-                f"{s_at_drop:.2f} towards the new 2/η = {edge_new:.2f} but did not reach it "
-                f"within {c.steps} steps (it ended at {sd[-1]:.2f}).")
-    else:
-        rest = (f"After the drop to η = {eta_new:g} GD was stable again and the sharpness "
-                f"resumed rising, from {s_at_drop:.2f} at the drop to the new 2/η = "
-                f"{edge_new:.2f} at step {onset_new} ({onset_new - c.drop_step} steps after "
-                f"the drop), then averaged {after:.2f} "
-                f"({100 * (after / edge_new - 1):+.1f}% from 2/η).")
-    if onset is not None and onset < c.drop_step:
-        first = (f"With η = {c.eta:g} the sharpness reached 2/η = {edge:.2f} at step {onset} "
-                 f"and averaged {before:.2f} until the drop. ")
-    else:
-        first = (f"With η = {c.eta:g} the sharpness had not reached 2/η = {edge:.2f} by the "
-                 f"drop at step {c.drop_step}. ")
-    text = (first + rest + f" The run that kept η = {c.eta:g} stayed at its edge (final sharpness "
-            f"{s[-1]:.2f}).")
+        f"GD on {describe_network(c0)} with η = {c0.eta:g}, and the same run continued from "
+        f"step {c0.drop_step} with η divided by "
+        + " or by ".join(f"{c.drop_factor:g}" for c in cfgs)
+        + ". (a) Training loss; (b) sharpness with each run's 2/η dashed.")
+    first = (f"The run at η = {c0.eta:g} is Figure 1's"
+             + (" (the drop runs branch from copies of it whose losses equal it step for "
+                "step)" if same else " (the copies the drop runs branch from differ from it)")
+             + (f": its sharpness reached 2/η = {ref['main.edge']:.2f} at step "
+                f"{before['onset']}, before the drop" if before["onset"] is not None else
+                f": its sharpness had not reached 2/η = {ref['main.edge']:.2f} by the drop")
+             + f" (final sharpness {numbers['s_end_main']:.2f}). ")
+    parts = []
+    for d in drops:
+        head = (f"After the drop by {d['factor']:g} (to η = {d['eta_new']:g}, new 2/η = "
+                f"{d['edge']:.2f}) GD was stable again and the sharpness, {d['s_at_drop']:.2f} "
+                f"at the drop,")
+        if d["onset"] is None:
+            parts.append(
+                f"{head} {'rose' if d['s_end'] > d['s_at_drop'] else 'fell'} to "
+                f"{d['s_end']:.2f} by step {c0.steps} without reaching it: "
+                f"{100 * d['gap_closed']:.0f}% of the way to the new edge in "
+                f"{c0.steps - c0.drop_step} steps, at {100 * d['slope_last_third']:.2f} per "
+                f"100 steps over the last third.")
+        else:
+            back = (f"was back at the edge at step {d['settle']}" if d["settle"] is not None
+                    else "stayed above it to the end")
+            parts.append(
+                f"{head} reached it at step {d['onset']} ({d['onset'] - c0.drop_step} steps "
+                f"after the drop), overshot to {d['overshoot']:.2f} times it at step "
+                f"{d['peak_at']} and {back}; over the last two thirds of the time after "
+                f"onset it averaged {d['plateau']:.2f} ({100 * d['plateau_rel']:+.1f}% from "
+                f"2/η), with {100 * d['within']:.0f}% of the tracked steps after onset within "
+                f"±{100 * BAND:g}%.")
+    text = first + " ".join(parts)
+    failed = [d for d in drops if d["onset"] is None]
+    if failed and len(failed) < len(drops):
+        gaps = "; ".join(f"by {d['factor']:g}: {d['edge'] - d['s_at_drop']:.2f} to close, "
+                         + (f"closed in {d['onset'] - c0.drop_step} steps"
+                            if d["onset"] is not None else
+                            f"{100 * d['gap_closed']:.0f}% closed in "
+                            f"{c0.steps - c0.drop_step} steps")
+                         for d in drops)
+        text += (f" Within {c0.steps} steps the sharpness reaches the new edge after the drop"
+                 f"{'s' if len(drops) - len(failed) > 1 else ''} by "
+                 + ", ".join(f"{d['factor']:g}" for d in drops if d["onset"] is not None)
+                 + " but not after the drop"
+                 + ("s" if len(failed) > 1 else "") + " by "
+                 + ", ".join(f"{d['factor']:g}" for d in failed)
+                 + f": the gap from the sharpness at the drop to the new 2/η grows with the "
+                 f"factor ({gaps}).")
     return Section(file=rel, caption=caption, text=text, numbers=numbers)

@@ -5,56 +5,58 @@ from __future__ import annotations
 from paper import style
 from paper.build import Context, Section
 from paper.cache import Job
+from paper.edge_stats import BAND, edge_summary, summary_table
 from paper.make import _network as nw
-from paper.runs import describe_network, first_reach, mean_after, network_job
+from paper.make import fig01_sharpening as fig01
+from paper.runs import describe_network, network_job
 
 NAME = "momentum"
 NUMBER = 3
 TITLE = "Momentum plateaus at its own critical sharpness"
 
 
+#: Heavy ball's momentum parameters, at GD's step size.
+HEAVY_BALL_BETAS = (0.5, 0.9)
+
+
 def configs(quick: bool) -> tuple:
-    """(GD and heavy ball at the same step size, Nesterov)."""
+    """(heavy ball at each of :data:`HEAVY_BALL_BETAS`, Nesterov); GD is Figure 1's run."""
     from validation.experiment import Config
 
     if quick:
-        base = {"n": 100, "width": 16, "steps": 150, "track_every": 10}
+        base = {"n": 100, "width": 16, "steps": 120, "track_every": 10}
     else:
-        base = {"n": 1000, "width": 64, "steps": 800, "track_every": 5}
-    return (Config(eta=0.4, checks=("edge", "momentum"), momentum_beta=0.5, **base),
-            Config(eta=0.2, optimizer="nesterov", beta=0.9, checks=("edge",), **base))
+        base = {"n": 1000, "width": 64, "steps": 1000, "track_every": 5}
+    eta = fig01.reference_eta(quick)
+    heavy = tuple(Config(eta=eta, optimizer="heavy_ball", beta=b, checks=("edge",), **base)
+                  for b in HEAVY_BALL_BETAS)
+    return heavy, Config(eta=eta / 2, optimizer="nesterov", beta=0.9, checks=("edge",),
+                         **base)
 
 
 def jobs(quick: bool) -> list[Job]:
-    hb, nest = configs(quick)
-    return [network_job(hb, label="MNIST-1D, GD and heavy ball"),
-            network_job(nest, label="MNIST-1D, Nesterov")]
-
-
-def _summary(r: dict, run: str, steps: int) -> dict:
-    t, s = r[f"{run}.sharpness_t"], r[f"{run}.sharpness"]
-    edge = r[f"{run}.edge"]
-    onset = first_reach(t, s, edge)
-    plateau = mean_after(t, s, onset + (steps - onset) // 3) if onset is not None \
-        else float("nan")
-    return {"optimizer": r[f"{run}.optimizer"], "beta": r[f"{run}.beta"],
-            "eta": r[f"{run}.eta"], "edge": edge, "onset": onset, "plateau": plateau,
-            "plateau_rel": plateau / edge - 1.0, "diverged_at": int(r[f"{run}.diverged_at"])}
+    heavy, nest = configs(quick)
+    return ([fig01.reference_job(quick)]
+            + [network_job(c, label=f"MNIST-1D, heavy ball beta={c.beta:g}") for c in heavy]
+            + [network_job(nest, label="MNIST-1D, Nesterov")])
 
 
 def make(ctx: Context) -> Section:
-    c_hb, c_nest = configs(ctx.quick)
-    r_hb, r_nest = (ctx.result(j) for j in jobs(ctx.quick))
-    fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.0)
-    beta_hb = r_hb["momentum.beta"]
-    nw.sharpness_curve(ax1, r_hb, "main", color=style.GD, label=f"GD, η = {c_hb.eta:g}",
-                       edge_label="2/η")
-    nw.sharpness_curve(ax1, r_hb, "momentum", color=style.MOMENTUM,
-                       label=f"heavy ball, β = {beta_hb:g}, η = {c_hb.eta:g}",
-                       edge_label="2(1+β)/η")
+    heavy, c_nest = configs(ctx.quick)
+    r_gd, *r_heavy, r_nest = (ctx.result(j) for j in jobs(ctx.quick))
+    eta = fig01.reference_eta(ctx.quick)
+    steps = c_nest.steps
+    fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.3)
+    runs = [("GD", r_gd, style.GD, "2/η")]
+    colors = (style.MOMENTUM, style.PREDICTION)
+    for c, r, color in zip(heavy, r_heavy, colors, strict=True):
+        runs.append((f"heavy ball, β = {c.beta:g}", r, color, f"2(1+{c.beta:g})/η"))
+    for name, r, color, edge_label in runs:
+        nw.sharpness_curve(ax1, r, "main", color=color, label=f"{name}, η = {eta:g}",
+                           edge_label=edge_label)
     nw.style_sharpness_axes(ax1)
     ax1.set_title("Same step size, with and without momentum")
-    ax1.legend(loc="lower right")
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(runs))
     style.panel_label(ax1, "a")
     nw.sharpness_curve(ax2, r_nest, "main", color=style.NESTEROV,
                        label=f"Nesterov, β = {c_nest.beta:g}, η = {c_nest.eta:g}",
@@ -62,31 +64,61 @@ def make(ctx: Context) -> Section:
     style.edge_line(ax2, 2 / c_nest.eta, label="2/η (GD's edge)", color="0.6", ls=":")
     nw.style_sharpness_axes(ax2)
     ax2.set_title("Nesterov's edge lies below GD's")
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))
     style.panel_label(ax2, "b")
     path, rel = ctx.figure_path(NUMBER, NAME)
     style.save(fig, path)
 
-    rows = {"gd": _summary(r_hb, "main", c_hb.steps),
-            "heavy_ball": _summary(r_hb, "momentum", c_hb.steps),
-            "nesterov": _summary(r_nest, "main", c_nest.steps)}
+    names = {"gd": "GD", "nesterov": "Nesterov"}
+    summaries = [("gd", r_gd)] + [(f"heavy_ball_{c.beta:g}", r)
+                                  for c, r in zip(heavy, r_heavy, strict=True)]
+    summaries.append(("nesterov", r_nest))
+    rows = {}
+    for key, r in summaries:
+        e = edge_summary(r["main.sharpness_t"], r["main.sharpness"], r["main.edge"],
+                         end=steps, loss=r["main.loss"])
+        rows[key] = {"optimizer": r["main.optimizer"], "beta": r["main.beta"],
+                     "eta": r["main.eta"], "diverged_at": int(r["main.diverged_at"])} | e
+        names.setdefault(key, f"heavy ball, β = {r['main.beta']:g}")
     caption = (
-        f"{describe_network(c_hb)}. (a) GD and Polyak's heavy ball "
-        f"(v ← βv − η∇L, w ← w + v) from the same initialisation and step size; "
-        f"(b) Nesterov's momentum. Dashed: each optimizer's critical sharpness on a "
-        f"quadratic, derived by the Schur–Cohn test in `minimal_eos.thresholds`.")
+        f"{describe_network(heavy[0])}. (a) GD (Figure 1's η = {eta:g} run) and Polyak's "
+        f"heavy ball (v ← βv − η∇L, w ← w + v) at β = "
+        + " and ".join(f"{c.beta:g}" for c in heavy)
+        + " from the same initialisation and step size; (b) Nesterov's momentum. Dashed: "
+        "each optimizer's critical sharpness on a quadratic, derived by the Schur–Cohn test "
+        "in `minimal_eos.thresholds`.")
+    table = summary_table([(f"{names[k]}, η = {row['eta']:g}", row)
+                           for k, row in rows.items()])
     parts = []
-    names = {"gd": "GD", "heavy_ball": "heavy ball", "nesterov": "Nesterov"}
     for key, row in rows.items():
         if row["onset"] is None:
-            parts.append(f"{names[key]} (η = {row['eta']:g}) did not reach its critical "
-                         f"sharpness {row['edge']:.2f}")
-        else:
-            parts.append(f"{names[key]} (η = {row['eta']:g}) reached its critical sharpness "
-                         f"{row['edge']:.2f} at step {row['onset']} and then averaged "
-                         f"{row['plateau']:.2f} ({100 * row['plateau_rel']:+.1f}%)")
-    text = ("Each optimizer sharpens until its own critical sharpness and hovers there: "
-            + "; ".join(parts) + " (averages over the last two thirds of the time after the "
-            "onset). On a quadratic, heavy ball's critical sharpness is (1+β) times GD's at "
-            "the same η, and Nesterov's lies below 2/η.")
+            parts.append(f"{names[key]} did not reach its critical sharpness "
+                         f"{row['edge']:.2f} within {steps} steps")
+            continue
+        parts.append(f"{names[key]} reached its critical sharpness {row['edge']:.2f} at step "
+                     f"{row['onset']}, overshot to {row['overshoot']:.2f} times it, and "
+                     f"then averaged {100 * row['plateau_rel']:+.1f}% from it")
+    below = [k for k, row in rows.items() if row["plateau_rel"] < -BAND / 2]
+    text = ("Each optimizer sharpens until its own critical sharpness, crosses it in a "
+            "catapult and then hovers near it: " + "; ".join(parts)
+            + " (plateaus over the last two thirds of the time after onset; the GD numbers "
+            "are Figure 1's, from the same run and window).")
+    if below:
+        text += (" Not every plateau sits on the edge: "
+                 + "; ".join(f"{names[k]} averaged {100 * -rows[k]['plateau_rel']:.1f}% "
+                             f"below its edge, with {100 * rows[k]['within']:.0f}% of the "
+                             f"tracked steps after onset within ±{100 * BAND:g}% of it"
+                             for k in below) + ".")
+    nest = rows["nesterov"]
+    if nest["onset"] is not None:
+        largest = all(nest["overshoot"] >= row["overshoot"] for row in rows.values()
+                      if row["onset"] is not None)
+        text += (f" Nesterov's catapult is {'the largest' if largest else 'not the largest'} "
+                 f"of the {len(rows)} (peak {nest['peak']:.2f} at step {nest['peak_at']}, "
+                 f"{100 * (nest['overshoot'] - 1):.0f}% above its edge), and its plateau stays "
+                 f"{100 * nest['plateau_rel']:+.1f}% from the edge, still "
+                 f"{100 * (1 - nest['plateau'] / (2 / c_nest.eta)):.0f}% below GD's 2/η = "
+                 f"{2 / c_nest.eta:.2f} at the same η.")
+    text += ("\n\n" + table + "\n\nOn a quadratic, heavy ball's critical sharpness is (1+β) "
+             "times GD's at the same η, and Nesterov's lies below 2/η.")
     return Section(file=rel, caption=caption, text=text, numbers=rows)
