@@ -89,7 +89,7 @@ def make(ctx: Context) -> Section:
     ax1.set_xlabel("step t + 1  [GD iterations]")
     ax1.set_ylabel("GFS sharpness  [S at the gradient-flow limit]")
     ax1.set_title("GFS sharpness of w_t  (dashed: 2/η, same colour)")
-    ax1.legend(loc="center left")
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4)
     style.panel_label(ax1, "a")
     # (b) the iterate's own sharpness, even and odd steps apart (GD oscillates with period 2)
     for idx in (len(etas) - 2, len(etas) - 1):
