@@ -46,7 +46,7 @@ from minimal_eos.logistic_theory import (
     nonmonotone_phase,
     stability_thresholds,
 )
-from minimal_eos.models.diagonal import DiagonalNetwork, dln_gd
+from minimal_eos.models.diagonal import DiagonalNetwork, dln_gd, hyperbolic_shift
 from minimal_eos.models.logistic import LogisticRegression, logistic_gd
 
 from .maps import GDMap
@@ -81,6 +81,14 @@ class DLNSweep:
     prediction_error
         ``|beta - beta_pred|_inf`` with ``beta_pred`` the hyperbolic-entropy minimiser at the
         run's own ``A_infinity``, ``c_infinity``; masked unless converged.
+    alpha_only_error
+        ``|beta - beta_alpha|_inf`` with ``beta_alpha`` the minimiser at ``A_infinity`` with
+        the initial shift ``c_0`` (the prediction through ``alpha_infinity`` alone,
+        :func:`minimal_eos.implicit_bias.predicted_limit` with ``exact=False``); masked
+        unless converged.
+    shift
+        ``max_j |c_infinity,j - c_0,j|``, how far the run moved the shift; masked unless
+        converged.
     gradient_flow_error
         ``|beta - beta_GF|_inf``.
     alpha_eff
@@ -109,6 +117,8 @@ class DLNSweep:
     beta: np.ndarray
     recovery_error: np.ndarray
     prediction_error: np.ma.MaskedArray
+    alpha_only_error: np.ma.MaskedArray
+    shift: np.ma.MaskedArray
     gradient_flow_error: np.ndarray
     alpha_eff: np.ma.MaskedArray
     edge: np.ma.MaskedArray
@@ -177,12 +187,18 @@ def dln_step_size_sweep(
     gf = gradient_flow_limit(model, theta0)
     conv = run.status == "converged"
     pred_err = np.zeros(len(etas))
+    alpha_err = np.zeros(len(etas))
     edge = np.zeros(len(etas))
     idx = np.nonzero(conv)[0]
     with np.errstate(under="ignore"):  # runs that never converge may shrink A to 0
-        alpha_eff = effective_initialization(model, run).alpha
+        eff = effective_initialization(model, run)
+    alpha_eff = eff.alpha
+    c0 = hyperbolic_shift(model, theta0)
+    shift = np.max(np.abs(eff.shift - c0), axis=1)
     for b in tqdm(idx, disable=not progress, desc="limits"):
         pred_err[b] = np.max(np.abs(beta[b] - predicted_limit(model, run, which=b)[0]))
+        alpha_err[b] = np.max(np.abs(beta[b] - predicted_limit(model, run, exact=False,
+                                                               which=b)[0]))
         edge[b] = etas[b] * np.linalg.eigvalsh(model.hessian(run.final_theta[b]))[-1]
     osc = run.loss_increases / np.maximum(run.steps, 1)
     mask = ~conv
@@ -190,6 +206,8 @@ def dln_step_size_sweep(
         etas=etas.copy(), status=run.status.copy(), beta=beta,
         recovery_error=np.linalg.norm(beta - problem.beta_star, axis=1),
         prediction_error=np.ma.MaskedArray(pred_err, mask=mask),
+        alpha_only_error=np.ma.MaskedArray(alpha_err, mask=mask),
+        shift=np.ma.MaskedArray(shift, mask=mask),
         gradient_flow_error=np.max(np.abs(beta - gf), axis=1),
         alpha_eff=np.ma.MaskedArray(alpha_eff, mask=np.repeat(mask[:, None], model.d, 1)),
         edge=np.ma.MaskedArray(edge, mask=mask),

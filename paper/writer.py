@@ -30,6 +30,66 @@ sizes, and logistic regression. Every figure and every number below is produced 
 draws the critical sharpness (2/η for GD) or the critical step size as a dashed line."""
 
 
+#: Every paper the figures and the README use: (authors, title, arXiv id), in the order
+#: the text first needs them.
+REFERENCES = (
+    ("J. M. Cohen, S. Kaur, Y. Li, J. Z. Kolter, A. Talwalkar",
+     "Gradient descent on neural networks typically occurs at the edge of stability",
+     "2103.00065"),
+    ("S. Greydanus, D. Kobak", "Scaling down deep learning with MNIST-1D", "2011.14439"),
+    ("J. M. Cohen, B. Ghorbani, S. Krishnan, N. Agarwal, S. Medapati, M. Badura, D. Suo, "
+     "D. Cardoze, Z. Nado, G. E. Dahl, J. Gilmer",
+     "Adaptive gradient methods at the edge of stability", "2207.14484"),
+    ("A. Damian, E. Nichani, J. D. Lee",
+     "Self-stabilization: the implicit bias of gradient descent at the edge of stability",
+     "2209.15594"),
+    ("J. M. Cohen, A. Damian, A. Talwalkar, J. Z. Kolter, J. D. Lee",
+     "Understanding optimization in deep learning with central flows", "2410.24206"),
+    ("A. Lewkowycz, Y. Bahri, E. Dyer, J. Sohl-Dickstein, G. Gur-Ari",
+     "The large learning rate phase of deep learning: the catapult mechanism", "2003.02218"),
+    ("D. S. Kalra, T. He, M. Barkeshli",
+     "Universal sharpness dynamics in neural network training: fixed point analysis, edge "
+     "of stability, and route to chaos", "2311.02076"),
+    ("L. Chen, J. Bruna", "Beyond the edge of stability via two-step gradient updates",
+     "2206.04172"),
+    ("I. Kreisler, M. Shpigel Nacson, D. Soudry, Y. Carmon",
+     "Gradient descent monotonically decreases the sharpness of gradient flow solutions in "
+     "scalar networks and beyond", "2305.13064"),
+    ("M. Even, S. Pesme, S. Gunasekar, N. Flammarion",
+     "(S)GD over diagonal linear networks: implicit regularisation, large stepsizes and "
+     "edge of stability", "2302.08982"),
+    ("B. Woodworth, S. Gunasekar, J. D. Lee, E. Moroshko, P. Savarese, I. Golan, D. Soudry, "
+     "N. Srebro", "Kernel and rich regimes in overparametrized models", "1906.05827"),
+    ("J. Wu, P. L. Bartlett, M. Telgarsky, B. Yu",
+     "Large stepsize gradient descent for logistic loss: non-monotonicity of the loss "
+     "improves optimization efficiency", "2402.15926"),
+    ("R. Zhang, J. Wu, L. Lin, P. L. Bartlett",
+     "Minimax optimal convergence of gradient descent in logistic regression via large and "
+     "adaptive stepsizes", "2504.04105"),
+    ("S. Y. Meng, A. Orvieto, D. Y. Cao, C. De Sa",
+     "Gradient descent on logistic regression with non-separable data and large step sizes",
+     "2406.05033"),
+    ("A. Andreyev, P. Beneventano",
+     "Edge of stochastic stability: revisiting the edge of stability for SGD", "2412.20553"),
+    ("F. Liao, A. Kolomvaki, A. Kyrillidis",
+     "SGD at the edge of stability: the stochastic sharpness gap", "2604.21016"),
+    ("X. Zhu, Z. Wang, X. Wang, M. Zhou, R. Ge",
+     "Understanding edge-of-stability training dynamics with a minimalist example",
+     "2210.03294"),
+    ("M. Song, C. Yun",
+     "Trajectory alignment: understanding the edge of stability phenomenon via bifurcation "
+     "theory", "2307.04204"),
+)
+
+
+def references() -> list[str]:
+    """The references section: one numbered line per paper of :data:`REFERENCES`."""
+    lines = ["## References", ""]
+    for k, (authors, title, arxiv) in enumerate(REFERENCES, 1):
+        lines.append(f"{k}. {authors}. *{title}*. arXiv {arxiv}.")
+    return lines
+
+
 def _timing(info: dict) -> str:
     mode = info["mode"]
     how = ("the reduced form `python -m paper --quick` (tiny networks, few steps: a "
@@ -78,6 +138,7 @@ def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict)
                   f"![Figure {module.NUMBER}: {module.TITLE}]({s.file})", "",
                   f"**Figure {module.NUMBER}.** {s.caption.strip()}", "", s.text.strip(), ""]
         numbers[module.NAME] = s.numbers
+    lines += references()
     path = os.path.join(out, "paper.md")
     text = "\n".join(lines).rstrip() + "\n"
 

@@ -110,7 +110,7 @@ def make(ctx: Context) -> Section:
     ax1.legend([Patch(color=c) for c in COLOURS], OUTCOMES, loc="upper center",
                bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     style.panel_label(ax1, "a")
-    # (b) final sharpness in units of 2/eta: below the edge after the catapult
+    # (b) eta times the final sharpness: below 2 (the edge) after the catapult
     for i, n in enumerate(widths):
         fm = r["final_mu"][i]
         ok = np.isfinite(fm)
@@ -124,7 +124,7 @@ def make(ctx: Context) -> Section:
     style.edge_vline(ax2, 2.0, label="η = 2/λ₀", above=True)
     style.edge_vline(ax2, 4.0, label="η = 4/λ₀", above=True)
     ax2.set_xlabel("η λ₀  [step size × initial NTK eigenvalue]")
-    ax2.set_ylabel("η × final sharpness  [units of η]")
+    ax2.set_ylabel("η × final sharpness  [dimensionless]")
     ax2.set_title("Sharpness at the minimum reached", pad=16)
     ax2.set_xlim(mus[0] - 0.1, mus[-1] + 0.1)
     ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
@@ -170,8 +170,8 @@ def make(ctx: Context) -> Section:
            f"{max_final:.3f}): the run is thrown out of the sharp region and lands where "
            f"GD is stable. " if max_final < 2 else
            f"Some catapults end at η S = {max_final:.3f} ≥ 2. ")
-        + f"For 2 < η λ₀ ≤ {SMOOTH} the widest network ends within "
-        f"{gap:.3f} (in units of η S) of the infinite-width prediction. "
+        + f"For 2 < η λ₀ ≤ {SMOOTH} the widest network's η S (a dimensionless number) "
+        f"ends within {gap:.3f} of the infinite-width prediction. "
         f"The exact (f, λ) map predicts the outcome of "
         f"{100 * frac['agree']:.1f}% of the runs (lazy, catapult or divergent, run by "
         f"run; it follows the same iterates in two variables instead of 2n).")

@@ -106,7 +106,8 @@ def make(ctx: Context) -> Section:
             ax.plot(pe, unst, color=style.PREDICTION, lw=1.2, ls=":",
                     label="predicted period 2, unstable" if branch is lo else None)
         s_star = r[f"d{d}.s_star"]
-        ax.plot([etas[0], 2 / s_star], [1, 1], color=style.PREDICTION, lw=1.6)
+        ax.plot([etas[0], 2 / s_star], [1, 1], color=style.FLOW, lw=1.6, ls="--",
+                label="minimum w = (1, …, 1), stable below 2/S*")
         ax.plot(pe, lo, ".", color=style.PREDICTION, ms=2.5)
         ax.plot(pe, hi, ".", color=style.PREDICTION, ms=2.5)
         style.edge_vline(ax, 2 / s_star, label=f"η = 2/S* = {2 / s_star:.3g}")
@@ -137,8 +138,9 @@ def make(ctx: Context) -> Section:
         "next. Black: the iterates kept after the transient (the attractor). Red: the "
         "period-2 orbits derived symbolically on the balanced line (roots of "
         "(F(F(w)) − w)/(F(w) − w) for GD on φ(w) = L(w, …, w)/D), solid where both of "
-        "their multipliers are inside the unit circle, dotted where not. The dashed line "
-        "is the flip η = 2/S* of the minimum.")
+        "their multipliers are inside the unit circle, dotted where not. Orange dashed: "
+        "the minimum itself, a fixed point, stable below its flip. The dashed vertical "
+        "line is the flip η = 2/S* of the minimum.")
     lost = ""
     if n2["p2_stable_last"] and n2["p4_first_eta"]:
         lost = (f"; for depth 2 the predicted orbit is stable at η = "

@@ -145,7 +145,8 @@ def make(ctx: Context) -> Section:
         ax.set_title(f"SGD, batch size B = {c.batch_size}, η = {c.eta:g}")
         style.panel_label(ax, "abc"[i])
     axes[0].set_ylabel(style.LABELS["sharpness"])
-    axes[0].legend(loc="upper right", fontsize=7.5)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3,
+               fontsize=8)
     top = max(max(float(np.max(r["main.sharpness"])), 1.6 * r["main.edge"]) for r in results)
     axes[0].set_ylim(0, min(top, 2.2 * results[0]["main.edge"]))
     path, rel = ctx.figure_path(NUMBER, NAME)

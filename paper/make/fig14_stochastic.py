@@ -111,7 +111,8 @@ def make(ctx: Context) -> Section:
     for a in a_values:
         axes[0].scatter([], [], color="0.4", marker=markers[a], s=22,
                         label=f"η²α = {a:g}")
-    axes[0].legend(loc="upper left", fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=6,
+               fontsize=7.5)
     ax = axes[-1]
     undamped = [s for s in table if s["damping"] == 0]
     for a in a_values:

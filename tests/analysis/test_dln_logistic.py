@@ -82,3 +82,22 @@ def test_cycle_branch_is_found():
     bif = logistic_bifurcation(data, etas, transient=2000, keep=16)
     assert len(bif.diagrams) == 2
     assert list(bif.diagrams[0].period) == [1, 1] and list(bif.diagrams[1].period) == [2, 2]
+
+
+def test_sweep_alpha_only_prediction_misses_by_the_shift():
+    """The prediction through alpha_inf alone (shift kept at c_0) misses GD's limit by far
+    more than the exact one (A_inf and c_inf), and the more so the larger eta: the shift's
+    change sum r(x_t) is third order in the steps (O(eta^2) after summing over the run)."""
+    from minimal_eos.implicit_bias import eos_onset
+    from minimal_eos.models.diagonal import DiagonalNetwork
+
+    prob = sparse_regression(8, 20, 2, seed=0)
+    model = DiagonalNetwork(prob.X, prob.y, "uv")
+    eos = eos_onset(model, model.init(0.05))
+    sweep = dln_step_size_sweep(prob, [0.5 * eos, 0.7 * eos, 0.9 * eos], alpha=0.05,
+                                steps=40000)
+    assert np.all(sweep.status == "converged"), sweep.status
+    exact, alone = np.ma.getdata(sweep.prediction_error), np.ma.getdata(sweep.alpha_only_error)
+    assert np.all(exact < 1e-9)
+    assert np.all(alone > 1e3 * np.maximum(exact, 1e-16)), (exact, alone)
+    assert np.all(np.diff(alone) > 0) and np.all(np.diff(np.ma.getdata(sweep.shift)) > 0)
