@@ -59,7 +59,7 @@ REFERENCES = (
      "(S)GD over diagonal linear networks: implicit regularisation, large stepsizes and "
      "edge of stability", "2302.08982"),
     ("B. Woodworth, S. Gunasekar, J. D. Lee, E. Moroshko, P. Savarese, I. Golan, D. Soudry, "
-     "N. Srebro", "Kernel and rich regimes in overparametrized models", "1906.05827"),
+     "N. Srebro", "Kernel and rich regimes in overparametrized models", "2002.09277"),
     ("J. Wu, P. L. Bartlett, M. Telgarsky, B. Yu",
      "Large stepsize gradient descent for logistic loss: non-monotonicity of the loss "
      "improves optimization efficiency", "2402.15926"),
