@@ -115,8 +115,9 @@ def _timing(info: dict) -> str:
 
 
 def _last_from_scratch(out: str, info: dict) -> dict | None:
-    """The timing of this build if it was from scratch, else the one kept in ``build.json``."""
-    keys = ("mode", "wall_s", "results_s", "workers", "cpus")
+    """The timing of this build if it was from scratch, else the one kept in ``build.json``
+    if it computed the same results (same number, same recorded seconds in total)."""
+    keys = ("mode", "results", "wall_s", "results_s", "workers", "cpus")
     if info["from_scratch"]:
         return {k: info[k] for k in keys}
     try:
@@ -125,7 +126,8 @@ def _last_from_scratch(out: str, info: dict) -> dict | None:
     except (OSError, ValueError):
         return None
     last = old.get("last_from_scratch")
-    return last if last and last.get("mode") == info["mode"] else None
+    same = last and all(last.get(k) == info[k] for k in ("mode", "results", "results_s"))
+    return last if same else None
 
 
 def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict) -> str:

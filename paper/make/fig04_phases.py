@@ -109,7 +109,8 @@ def _draw(fig, axes, r, row: int) -> None:
     ax2.semilogy(t, np.abs(x), color=style.GD, lw=0.8)
     ax2.axhline(sigma, color=style.PREDICTION, ls="--", lw=1.1)
     ax2.text(t[-1], sigma, " √(2α/β)", color=style.PREDICTION, va="center", fontsize=8.5)
-    ax2.set_ylim(np.min(np.abs(x)) / 30, 1e4 * np.max(np.abs(x)))
+    mag = np.abs(x)
+    ax2.set_ylim(np.min(mag[mag > 0]) / 30, 1e4 * np.max(mag))  # |x| is exactly 0 at times
     ax2.set_xlabel(style.LABELS["step"])
     ax2.set_ylabel("|x_t|  [displacement along u]")
     ax2.set_title(f"Oscillation along the top eigenvector ({h})")

@@ -135,3 +135,26 @@ def test_quick_build(tmp_path, full):
     printed = shown.stdout.split(f"## Figure {first.NUMBER}. ")[1]
     body = [line for line in section.splitlines() if line and not line.startswith("![")]
     assert body and all(line in printed for line in body[1:])
+
+
+def test_last_build_from_scratch_is_quoted_only_for_the_same_results(tmp_path):
+    """The timing of the last build from scratch is kept while the results are the same ones
+    (same number, same recorded compute seconds), and dropped once they change."""
+    from paper.writer import write_paper
+
+    def info(scratch: bool, results: int, results_s: float) -> dict:
+        return {"mode": "full", "workers": 2, "cpus": 2, "results": results,
+                "computed": results if scratch else 0, "from_scratch": scratch,
+                "results_s": results_s, "compute_wall_s": 1.0, "wall_s": 100.0,
+                "figures": {}}
+
+    def last() -> dict | None:
+        return json.loads((tmp_path / "build.json").read_text())["last_from_scratch"]
+
+    write_paper(str(tmp_path), [], info(True, 3, 50.0))
+    assert last()["wall_s"] == 100.0
+    write_paper(str(tmp_path), [], info(False, 3, 50.0))
+    assert last() is not None and "from scratch" in (tmp_path / "paper.md").read_text()
+    write_paper(str(tmp_path), [], info(False, 4, 60.0))
+    assert last() is None
+    assert "from scratch" not in (tmp_path / "paper.md").read_text()
