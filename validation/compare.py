@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--standardize", default=d.standardize,
                    help="feature | global | none (default %(default)s)")
     g = p.add_argument_group("network and loss")
-    g.add_argument("--arch", default=d.arch, help="mlp | cnn | linear (default %(default)s)")
+    g.add_argument("--arch", default=d.arch,
+                   help="mlp | cnn | linear | transformer (default %(default)s)")
     g.add_argument("--depth", type=int, default=d.depth, help="hidden layers (default %(default)s)")
     g.add_argument("--width", type=int, default=d.width,
                    help="hidden width or channels (default %(default)s)")
