@@ -355,14 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from validation.derivatives import DerivativeError, check_run
     from validation.experiment import pick_device
     from validation.preflight import ConfigError, check_config
 
-    # every check before any work: options, fields, data, size
+    # every check before any work: options, fields, data, size, derivatives
     try:
         check_run_options(args)
         config = config_from_args(args)
         check_config(config, max_hours=args.max_hours)
+        try:
+            check_run(config)
+        except DerivativeError as exc:
+            raise ConfigError("arch", str(exc)) from None
         try:
             device = pick_device(args.device)
         except ValueError as exc:

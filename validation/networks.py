@@ -192,7 +192,7 @@ class Network:
             if not self.norm:
                 return z
             gain, shift = next(layers)
-            return F.layer_norm(z, (d,), gain, shift, NORM_EPS)
+            return _layer_norm(z, gain, shift)
 
         dh = d // HEADS
         for _ in range(self.depth):
@@ -204,6 +204,16 @@ class Network:
             hidden = phi(F.linear(norm(h), *next(layers)))
             h = h + F.linear(hidden, *next(layers))
         return F.linear(norm(h).mean(dim=1), *next(layers))
+
+
+def _layer_norm(z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``g * (z - mean z) / sqrt(var z + NORM_EPS) + b`` over the last axis, written with
+    elementary operations: the third derivative of ``torch.nn.functional.layer_norm``
+    (reverse and forward mode) disagrees with finite differences in torch 2.13 (README,
+    "Derivative checks"), and the central flow needs it."""
+    centred = z - z.mean(dim=-1, keepdim=True)
+    var = (centred * centred).mean(dim=-1, keepdim=True)
+    return centred * torch.rsqrt(var + NORM_EPS) * gain + shift
 
 
 def build_network(
