@@ -67,6 +67,10 @@ class Network:
         Standard: ``z = W h + b`` with ``W ~ N(0, 1/fan_in)``. NTK:
         ``z = W h / sqrt(fan_in) + b`` with ``W ~ N(0, 1)``. Both give the same
         function at initialisation; gradients differ by ``fan_in`` per layer.
+    layers : tuple of _Layer
+        Every weight array in the order of the flat vector.
+    norm : bool
+        Whether the transformer has its layer normalisations (True for the others).
 
     Notes
     -----
