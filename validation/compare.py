@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--standardize", default=d.standardize,
                    help="feature | global | none (default %(default)s)")
     g = p.add_argument_group("network and loss")
-    g.add_argument("--arch", default=d.arch, help="mlp | cnn | linear (default %(default)s)")
+    g.add_argument("--arch", default=d.arch,
+                   help="mlp | cnn | linear | transformer (default %(default)s)")
     g.add_argument("--depth", type=int, default=d.depth, help="hidden layers (default %(default)s)")
     g.add_argument("--width", type=int, default=d.width,
                    help="hidden width or channels (default %(default)s)")
@@ -355,14 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
+    from validation.derivatives import DerivativeError, check_run
     from validation.experiment import pick_device
     from validation.preflight import ConfigError, check_config
 
-    # every check before any work: options, fields, data, size
+    # every check before any work: options, fields, data, size, derivatives
     try:
         check_run_options(args)
         config = config_from_args(args)
         check_config(config, max_hours=args.max_hours)
+        try:
+            check_run(config)
+        except DerivativeError as exc:
+            raise ConfigError("arch", str(exc)) from None
         try:
             device = pick_device(args.device)
         except ValueError as exc:

@@ -18,6 +18,7 @@ import torch
 from validation.adaptive import Adam, PreconditionedProbe, RMSProp
 from validation.checkpoint import load_checkpoint, save_checkpoint
 from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
+from validation.derivatives import check_network
 from validation.flows import (
     EDGE_TOL,
     CentralFlow,
@@ -330,6 +331,13 @@ class Experiment:
         The run.
     device : torch.device
         Where tensors live.
+
+    Raises
+    ------
+    validation.derivatives.DerivativeError
+        When the network's Hessian-vector product or third derivative disagrees with
+        its finite difference (:func:`~validation.derivatives.check_network`, on the first
+        examples of the training set in float64); nothing is measured.
     """
 
     def __init__(self, config: Config, device: torch.device) -> None:
@@ -344,6 +352,9 @@ class Experiment:
                                      depth=config.depth, width=config.width,
                                      activation=config.activation,
                                      parametrization=config.parametrization)
+        # Refuse a network whose H v or third derivative is wrong before measuring it (a
+        # DerivativeError); the check draws from its own generator.
+        check_network(self.network, data, config.loss)
         self.objective: Objective = make_objective(self.network, data, loss=config.loss,
                                                    dtype=self.dtype, device=device,
                                                    chunk_size=config.chunk_size)

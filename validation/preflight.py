@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from validation.data import DataInfo, dataset_info
-from validation.networks import network_size
+from validation.networks import HEADS, PATCH, network_size
 
 if TYPE_CHECKING:
     from validation.experiment import Config
@@ -217,7 +217,9 @@ def check_config(config: Config, *, info: DataInfo | None = None, max_hours: flo
         Naming the field: a data source that cannot be read (``cifar_path``), classes
         the source does not have (``classes``), more
         examples than the source has (``n``), cross-entropy on a regression task
-        (``loss``), a CNN on vector inputs (``arch``), more eigenpairs than parameters
+        (``loss``), a CNN on vector inputs (``arch``), a transformer on inputs that are not
+        signals ``(C, L)`` with ``L`` a multiple of ``PATCH`` (``arch``) or of a width
+        that is not a multiple of ``HEADS`` (``width``), more eigenpairs than parameters
         (``eigs``, ``track_vectors``), or a run too big for the memory or the time bound
         (the field whose default value shrinks the estimate most, with the estimate).
     """
@@ -239,6 +241,15 @@ def check_config(config: Config, *, info: DataInfo | None = None, max_hours: flo
     if config.arch == "cnn" and len(info.input_shape) not in (2, 3):
         raise ConfigError("arch", f"arch 'cnn' needs signals (C, L) or images (C, H, W); "
                           f"{config.dataset} has inputs of shape {info.input_shape}")
+    if config.arch == "transformer":
+        shape = info.input_shape
+        if len(shape) != 2 or shape[1] % PATCH:
+            raise ConfigError("arch", f"arch 'transformer' reads signals (C, L) as tokens of "
+                              f"{PATCH} samples and needs L a multiple of {PATCH}; "
+                              f"{config.dataset} has inputs of shape {shape}")
+        if config.width % HEADS:
+            raise ConfigError("width", f"width must be a multiple of the transformer's "
+                              f"{HEADS} heads; got {config.width}")
     est = estimate(config, info)
     for name in ("eigs", "track_vectors"):
         if getattr(config, name) > est.params:
