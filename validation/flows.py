@@ -271,13 +271,18 @@ class _EdgeFlow:
         """Predicted time-averaged loss ``L(w) + tr(X) / eta`` (``= L + 1/2 <Sigma, H>``)."""
         return float(self.objective.value(self.w)) + self.sigma_trace / self.eta
 
+    def _parts(self) -> tuple[torch.Tensor, ...]:
+        """The state, weights first."""
+        raise NotImplementedError
+
+    def _set_parts(self, parts: tuple[torch.Tensor, ...]) -> None:
+        raise NotImplementedError
+
     def _stable_step(self, dt: float) -> None:
         raise NotImplementedError
 
     def _correction(self, u: torch.Tensor, lam: np.ndarray) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
-
-    def _shift(self, delta: tuple[torch.Tensor, ...]) -> None:
+        """The projection's correction of each part of the state."""
         raise NotImplementedError
 
     def _edge_sigma(self, u: torch.Tensor) -> np.ndarray:
@@ -288,8 +293,9 @@ class _EdgeFlow:
         self.eigenvalues = est.values.detach().cpu()
         return est
 
-    def _project(self, est, step: float) -> None:
-        """Linearised projection of the state onto ``{lambda_i <= 2/eta}`` from ``est``."""
+    def _project(self, est, step: tuple[float, ...]) -> None:
+        """Linearised projection of the state onto ``{lambda_i <= 2/eta}`` from ``est``;
+        ``step`` holds the length of the last step in each part of the state."""
         if not bool((est.values > self.edge).any()):
             return
         # Candidates: the eigenvalues above the edge and those within 1% below it, which
@@ -299,16 +305,18 @@ class _EdgeFlow:
         delta = self._correction(est.vectors[:, cand], lam)
         # Trust region: a consistent correction is of the order of the step that caused
         # the violation. Near an eigenvalue crossing the linearisation can be nearly
-        # singular and ask for far more; the correction is then shortened, and the next
-        # step's projection continues it.
-        norm = float(torch.linalg.vector_norm(delta[0]))
-        if norm > 2.0 * step > 0.0:
-            delta = tuple(d * (2.0 * step / norm) for d in delta)
+        # singular and ask for far more; the correction is then shortened (when it is more
+        # than twice the step in every part of the state), and the next step's
+        # projection continues it.
+        norms = [float(torch.linalg.vector_norm(d)) for d in delta]
+        if all(n > 2.0 * s > 0.0 for n, s in zip(norms, step, strict=True)):
+            factor = max(2.0 * s / n for n, s in zip(norms, step, strict=True))
+            delta = tuple(d * factor for d in delta)
             self.shortened += 1
-        self._shift(delta)
+        self._set_parts(tuple(x + d for x, d in zip(self._parts(), delta, strict=True)))
         self.projections += 1
 
-    def _settle(self, step: float) -> None:
+    def _settle(self, step: tuple[float, ...]) -> None:
         """Estimate at the current point, project again while above the edge, set Sigma."""
         est = self._estimate()
         for _ in range(self.max_corrections):
@@ -336,15 +344,16 @@ class _EdgeFlow:
             self._estimate()
         if self._ceiling is None:
             self._ceiling = (1.0 + _RUNAWAY) * max(self.edge, float(self.eigenvalues[0]))
-        step, moved = 0.0, False
+        step, moved = (0.0,) * len(self._parts()), False
         while t_target - self.t > _EPS_T:
             rate = self.eta * max(float(self.eigenvalues[0]), 1e-12)
             dt = _even_step(t_target - self.t, min(self.safety / rate, self.max_dt))
-            w_old = self.w
+            old = self._parts()
             self._stable_step(dt)
             self.t += dt
             self.steps += 1
-            step = float(torch.linalg.vector_norm(self.w - w_old))
+            step = tuple(float(torch.linalg.vector_norm(x - y))
+                         for x, y in zip(self._parts(), old, strict=True))
             est = self._estimate()
             if self.holds_edge:
                 if float(est.values[0]) > self._ceiling:
@@ -445,13 +454,16 @@ class CentralFlow(_EdgeFlow):
     def _stable_step(self, dt: float) -> None:
         self.w = rk4_step(self.objective, self.w, self.eta, dt)
 
+    def _parts(self) -> tuple[torch.Tensor]:
+        return (self.w,)
+
+    def _set_parts(self, parts: tuple[torch.Tensor, ...]) -> None:
+        (self.w,) = parts
+
     def _correction(self, u: torch.Tensor, lam: np.ndarray) -> tuple[torch.Tensor]:
         rows = _svec_generators(third_pairs(self.objective, self.w, u))
         x = _solve(rows, np.diag(self.edge - lam), 2.0)
         return (-(torch.as_tensor(svec(x), dtype=rows.dtype, device=rows.device) @ rows),)
-
-    def _shift(self, delta: tuple[torch.Tensor, ...]) -> None:
-        self.w = self.w + delta[0]
 
     def _edge_sigma(self, u: torch.Tensor) -> np.ndarray:
         return central_flow_sigma(self.objective, self.w, u)
@@ -539,19 +551,25 @@ class RMSPropCentralFlow(_EdgeFlow):
         """``p = sqrt(nu) + eps`` (``D = diag(1 / p)``)."""
         return self.nu.sqrt() + self.eps
 
+    def _parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.w, self.nu)
+
+    def _set_parts(self, parts: tuple[torch.Tensor, ...]) -> None:
+        self.w, self.nu = parts
+
     def _rates(self, w: torch.Tensor, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.objective.grad(w)
         return -self.eta * g / (nu.sqrt() + self.eps), (1.0 - self.beta2) * (g * g - nu)
 
     def _stable_step(self, dt: float) -> None:
         """RK4 on ``(w, nu)``, as :func:`rk4_step` on ``w`` alone."""
-        w, nu = self.w, self.nu
+        w, nu = self._parts()
         k1 = self._rates(w, nu)
         k2 = self._rates(w + 0.5 * dt * k1[0], nu + 0.5 * dt * k1[1])
         k3 = self._rates(w + 0.5 * dt * k2[0], nu + 0.5 * dt * k2[1])
         k4 = self._rates(w + dt * k3[0], nu + dt * k3[1])
-        self.w, self.nu = tuple(x + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d)
-                                for x, a, b, c, d in zip((w, nu), k1, k2, k3, k4, strict=True))
+        self._set_parts(tuple(x + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d)
+                              for x, a, b, c, d in zip((w, nu), k1, k2, k3, k4, strict=True)))
 
     def _problem(self, q: torch.Tensor) -> tuple:
         """``p``, the rows ``g_ij`` and ``q_i q_j`` (as tensors), ``A`` and ``svec(B)``."""
@@ -576,9 +594,6 @@ class RMSPropCentralFlow(_EdgeFlow):
         return (-(z @ ghat) / p,
                 (1.0 - self.beta2) * (8.0 / self.eta**3) * p * (z @ qhat))
 
-    def _shift(self, delta: tuple[torch.Tensor, ...]) -> None:
-        self.w = self.w + delta[0]
-        self.nu = self.nu + delta[1]
 
     def _edge_sigma(self, q: torch.Tensor) -> np.ndarray:
         _, _, _, gram, b = self._problem(q)
