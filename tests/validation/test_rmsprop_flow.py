@@ -129,3 +129,50 @@ def test_bad_input_is_rejected(tiny, kwargs, match):
     args = {"beta2": 0.99, "eps": 1e-8, **kwargs}
     with pytest.raises(ValueError, match=match):
         RMSPropCentralFlow(obj, 0.1, w, nu0, make_tracker=_make_tracker(w.numel()), **args)
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b
+
+
+def test_a_resumed_run_has_the_flows_of_an_uninterrupted_one(tmp_path):
+    from validation.experiment import Config, run_experiment
+
+    cfg = Config(dataset="synthetic", n=60, width=16, steps=40, window=10, track_every=4,
+                 seed=5, optimizer="rmsprop", eta=1e-2, eps=1e-2, beta2=0.99,
+                 checks=("rmsprop-central-flow",), checkpoint_every=10)
+    a = run_experiment(cfg)
+    assert all(math.isnan(v) for t, v in zip(a["records"]["t"], a["records"]["rf_loss"],
+                                              strict=True) if t < 20)
+    assert all(math.isfinite(v) for t, v in zip(a["records"]["t"], a["records"]["rf_loss"],
+                                                strict=True) if t >= 20)
+    run_experiment(cfg, out_dir=tmp_path, stop_after=35)
+    c = run_experiment(cfg, out_dir=tmp_path, resume=True)
+    assert c["resumed_from"] == 30
+    assert _same(a["records"], c["records"]) and _same(a["rmsprop_flow"], c["rmsprop_flow"])
+
+
+def test_a_bounded_real_run_follows_its_central_flow():
+    # MNIST-1D, 300 examples, tanh MLP of width 32, eps = 3e-3 (eta / eps = 1): lambda(D H)
+    # starts at 0.79 * 2/eta at step 20, where the flows start, and reaches 2/eta near step
+    # 55 (the full 300-step run is in README). The central flow holds the edge; the stable
+    # flow (Sigma = 0) runs past it, and RMSProp stays with the central flow.
+    from validation.experiment import Config, run_experiment
+    from validation.predictions import evaluate
+
+    cfg = Config(n=300, width=32, optimizer="rmsprop", eta=3e-3, eps=3e-3, beta2=0.99,
+                 steps=120, checks=("rmsprop-central-flow",))
+    res = run_experiment(cfg)
+    rows = evaluate(res, cfg)
+    assert [r["name"] for r in rows] == ["j.loss_path", "j.edge", "j.distance"]
+    assert all(r["status"] == "holds" for r in rows), rows
+    rec, edge = res["records"], res["runs"]["main"]["edge"]
+    assert res["rmsprop_flow"]["stopped"] is None and res["rmsprop_flow"]["projections"] > 0
+    assert max(s for s in rec["rf_sharpness"] if math.isfinite(s)) < edge * (1 + 1e-3)
+    assert rec["sf_sharpness"][-1] > 1.2 * edge
