@@ -746,7 +746,8 @@ class Experiment:
         if self.want_rf:
             self.rf_stopped = state["rf_stopped"]
             if state["rf"] is not None:
-                self._rmsprop_flows(state["rf"]["w"], state["rf"]["nu"])
+                # Placeholders: every part of the flows' state comes from the checkpoint.
+                self._rmsprop_flows(self.w0, torch.ones_like(self.w0))
                 self.rf.load_state_dict(state["rf"])
                 self.rsf.load_state_dict(state["rsf"])
         if state["pgd"] is not None:

@@ -158,16 +158,17 @@ def test_a_resumed_run_has_the_flows_of_an_uninterrupted_one(tmp_path):
     assert _same(a["records"], c["records"]) and _same(a["rmsprop_flow"], c["rmsprop_flow"])
 
 
-def test_a_bounded_real_run_follows_its_central_flow():
+@pytest.mark.slow
+def test_a_bounded_real_run_follows_its_central_flow(full):
     # MNIST-1D, 300 examples, tanh MLP of width 32, eps = 3e-3 (eta / eps = 1): lambda(D H)
     # starts at 0.79 * 2/eta at step 20, where the flows start, and reaches 2/eta near step
-    # 55 (the full 300-step run is in README). The central flow holds the edge; the stable
-    # flow (Sigma = 0) runs past it, and RMSProp stays with the central flow.
+    # 55 (the 300-step run of --full is in README). The central flow holds the edge; the
+    # stable flow (Sigma = 0) runs past it, and RMSProp stays with the central flow.
     from validation.experiment import Config, run_experiment
     from validation.predictions import evaluate
 
     cfg = Config(n=300, width=32, optimizer="rmsprop", eta=3e-3, eps=3e-3, beta2=0.99,
-                 steps=120, checks=("rmsprop-central-flow",))
+                 steps=300 if full else 120, checks=("rmsprop-central-flow",))
     res = run_experiment(cfg)
     rows = evaluate(res, cfg)
     assert [r["name"] for r in rows] == ["j.loss_path", "j.edge", "j.distance"]
