@@ -177,3 +177,15 @@ def test_a_bounded_real_run_follows_its_central_flow(full):
     assert res["rmsprop_flow"]["stopped"] is None and res["rmsprop_flow"]["projections"] > 0
     assert max(s for s in rec["rf_sharpness"] if math.isfinite(s)) < edge * (1 + 1e-3)
     assert rec["sf_sharpness"][-1] > 1.2 * edge
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"optimizer": "rmsprop", "steps": 20}, "steps must exceed it"),
+    ({"optimizer": "adam"}, "needs optimizer 'rmsprop'"),
+    ({"optimizer": "gd"}, "needs optimizer 'rmsprop'")])
+def test_the_check_refuses_runs_it_cannot_apply_to(kwargs, match):
+    from validation.experiment import Config
+    from validation.preflight import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        Config(checks=("rmsprop-central-flow",), **kwargs)
