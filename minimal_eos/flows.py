@@ -752,10 +752,7 @@ def _rmsprop_velocity(ev: _Evaluator, nu, eta, beta2, eps, stiffness, window, ma
                      else r * ev.third_bilinear(u[:, i], u[:, j])
                      for (i, j), r in zip(pairs, root2, strict=True)])
     qhat = np.array([r * q[:, i] * q[:, j] for (i, j), r in zip(pairs, root2, strict=True)])
-    wgt = 1.0 / (2.0 * np.sqrt(nu) * p)
-    coupling = (1.0 - beta2) * edge / eta
-    bvec = ghat @ (gl / p) + coupling * qhat @ (wgt * (gl * gl - nu))
-    gram = (ghat / p) @ ghat.T + 2.0 * coupling * edge**2 * (qhat * (wgt * p)) @ qhat.T
+    gram, bvec = rmsprop_sigma_problem(ghat, qhat, gl, nu, eta, beta2, eps)
     bmat = smat(bvec, k) - np.diag((stiffness / eta) * (vals[crit] - edge))
     sol = solve_sigma(gram, bmat)
     force = svec(sol.x) @ ghat
@@ -763,6 +760,57 @@ def _rmsprop_velocity(ev: _Evaluator, nu, eta, beta2, eps, stiffness, window, ma
     hsh = np.einsum("ij,jk,ik->i", h, sigma, h)
     return RMSPropVelocity(-eta * (gl + 0.5 * force) / p, free_nu + (1.0 - beta2) * hsh, sigma,
                            vals[crit], sol.kkt)
+
+
+def rmsprop_sigma_problem(
+    ghat: np.ndarray,
+    qhat: np.ndarray,
+    grad: np.ndarray,
+    nu: np.ndarray,
+    eta: float,
+    beta2: float,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The operator ``A`` and the vector ``B`` of the RMSProp central flow's Sigma problem.
+
+    Parameters
+    ----------
+    ghat
+        Rows ``g_ij = D^3 L[u_i, u_j]`` for ``i <= j`` (off-diagonal rows times ``sqrt 2``),
+        shape ``(k (k + 1) / 2, dim)``, with ``u_i = D^{1/2} q_i`` the generalised
+        eigenvectors at the edge.
+    qhat
+        Rows ``q_i * q_j`` (elementwise) in the same order and scaling, ``q_i`` the
+        orthonormal eigenvectors of ``D^{1/2} H D^{1/2}``.
+    grad, nu
+        ``grad L(w)`` and the average of squared gradients, shape ``(dim,)``.
+    eta, beta2, eps
+        RMSProp's hyperparameters.
+
+    Returns
+    -------
+    gram : numpy.ndarray
+        ``A`` in :func:`svec` coordinates, shape ``(m, m)``, PSD.
+    b : numpy.ndarray
+        ``svec(B)``, shape ``(m,)``.
+
+    Notes
+    -----
+    At the edge the critical block of ``D H`` moves as ``dM/dt = -eta (B + 1/2 A(X))``
+    (this module's docstring), with ``p = sqrt(nu) + eps``, ``D = 1 / p`` and
+    ``w_m = 1 / (2 sqrt(nu_m) p_m)``::
+
+        B_ij = g_ij . D grad L + (2/eta^2)(1 - beta2) sum_m q_im q_jm w_m (grad L_m^2 - nu_m),
+        A(X)_ij = g_ij . D sum_kl X_kl g_kl
+                  + (16/eta^4)(1 - beta2) sum_m q_im q_jm w_m p_m sum_kl X_kl q_km q_lm.
+    """
+    edge = 2.0 / eta
+    p = np.sqrt(nu) + eps
+    wgt = 1.0 / (2.0 * np.sqrt(nu) * p)
+    coupling = (1.0 - beta2) * edge / eta
+    bvec = ghat @ (grad / p) + coupling * qhat @ (wgt * (grad * grad - nu))
+    gram = (ghat / p) @ ghat.T + 2.0 * coupling * edge**2 * (qhat * (wgt * p)) @ qhat.T
+    return gram, bvec
 
 
 def _check_rmsprop(optimizer):

@@ -33,6 +33,8 @@ checks (comma-separated; 'default' or 'all'):
                         the gap 2/eta - lambda_max vs eta beta sigma_u^2 / (4 alpha)
   preconditioned-edge   (i) Adam/RMSProp: lambda_max(P^-1 H) hovers at the frozen-P
                         threshold, the raw sharpness does not
+  rmsprop-central-flow  (j) RMSProp: its central flow's time-averaged loss, edge and
+                        distance to RMSProp's centre vs the stable flow's
 default: edge, central-flow, self-stabilization, flow-distance, quadratic-thresholds
 (with --optimizer heavy_ball or nesterov: edge, quadratic-thresholds; sgd:
 batch-sharpness; adam or rmsprop: preconditioned-edge)

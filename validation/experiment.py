@@ -25,6 +25,7 @@ from validation.flows import (
     ConstrainedTrajectory,
     FlowRunaway,
     GradientFlow,
+    RMSPropCentralFlow,
 )
 from validation.networks import ACTIVATIONS, ARCHITECTURES, PARAMETRIZATIONS, build_network
 from validation.objective import LOSSES, Objective, make_objective
@@ -34,13 +35,19 @@ from validation.stochastic import SGD, BatchSharpnessProbe
 
 OPTIMIZERS = ("gd", "heavy_ball", "nesterov", "sgd", "adam", "rmsprop")
 CHECKS = ("edge", "momentum", "drop", "central-flow", "self-stabilization", "flow-distance",
-          "constrained", "quadratic-thresholds", "batch-sharpness", "preconditioned-edge")
+          "constrained", "quadratic-thresholds", "batch-sharpness", "preconditioned-edge",
+          "rmsprop-central-flow")
 #: Checks that compare GD with its flows; they need ``optimizer="gd"``.
 GD_ONLY = ("central-flow", "self-stabilization", "flow-distance", "constrained", "drop")
 DEFAULT_CHECKS = ("edge", "central-flow", "self-stabilization", "flow-distance",
                   "quadratic-thresholds")
 #: The optimizer each of the SGD and Adam checks needs.
-CHECK_OPTIMIZERS = {"batch-sharpness": ("sgd",), "preconditioned-edge": ("adam", "rmsprop")}
+CHECK_OPTIMIZERS = {"batch-sharpness": ("sgd",), "preconditioned-edge": ("adam", "rmsprop"),
+                    "rmsprop-central-flow": ("rmsprop",)}
+#: The RMSProp flows of ``rmsprop-central-flow`` start from RMSProp's state ``(w_t, v_t)``
+#: at this step: RMSProp's ``v = 0`` start, where the first steps fill the average, is a
+#: transient its flows do not describe (their ``nu`` must be > 0).
+RMSPROP_FLOW_START = 20
 #: Default checks, step size and steps of the mini-batch and adaptive optimizers (the
 #: defaults of ``Config`` are GD's), each run within two minutes of CPU time on one core.
 #: On the embedded default network Adam reaches its edge by a rise; RMSProp's
@@ -211,6 +218,9 @@ class Config:
                 raise ConfigError("checks", f"check {check!r} needs optimizer "
                                   f"{' or '.join(map(repr, needs))}; got optimizer "
                                   f"{self.optimizer!r}")
+        if "rmsprop-central-flow" in self.checks and self.steps <= RMSPROP_FLOW_START:
+            raise ConfigError("steps", f"check 'rmsprop-central-flow' starts its flows at step "
+                              f"{RMSPROP_FLOW_START}; steps must exceed it, got {self.steps}")
         if "drop" in self.checks:
             if self.drop_step is None:
                 raise ConfigError("drop_step", "check 'drop' needs drop_step (the step of the "
@@ -406,6 +416,16 @@ class Experiment:
         self.centre_tracker: SharpnessTracker | None = None
         self.sgd: BatchSharpnessProbe | None = None
         self.adaptive: PreconditionedProbe | None = None
+        self.want_rf = "rmsprop-central-flow" in checks
+        #: RMSProp's central flow and stable flow (from step RMSPROP_FLOW_START).
+        self.rf: RMSPropCentralFlow | None = None
+        self.rsf: RMSPropCentralFlow | None = None
+        #: Why RMSProp's central flow stopped or could not start, or None.
+        self.rf_stopped: str | None = None
+        if self.want_rf:
+            for key in ("rf_loss", "rf_pred_loss", "rf_sharpness", "rf_sigma", "sf_loss",
+                        "sf_sharpness", "rmsprop_center_rf", "rmsprop_center_sf"):
+                self.records[key] = []
         if config.optimizer == "sgd":
             self.sgd = BatchSharpnessProbe(self.objective, config.batch_size,
                                            batches=config.bs_batches,
@@ -425,6 +445,26 @@ class Experiment:
         return SharpnessTracker(self.objective.hvp, self.p, k=max(k, self.config.track_vectors),
                                 tol=self.config.tol if tol is None else tol,
                                 refresh_every=self.config.refresh_every, generator=gen)
+
+    def _rmsprop_flows(self, w: torch.Tensor, nu: torch.Tensor) -> None:
+        """RMSProp's central flow and stable flow from ``(w, nu)``; their trackers estimate
+        to at most EDGE_TOL, as GD's central flow does."""
+        cfg = self.config
+
+        def tracker(seed: int):
+            def make(op):
+                return SharpnessTracker(op, self.p, k=max(cfg.eigs, cfg.track_vectors),
+                                        tol=min(cfg.tol, EDGE_TOL),
+                                        refresh_every=cfg.refresh_every,
+                                        generator=torch.Generator().manual_seed(
+                                            cfg.seed * 1000 + seed))
+            return make
+
+        kw = {"beta2": cfg.beta2, "eps": cfg.eps}
+        self.rf = RMSPropCentralFlow(self.objective, cfg.eta, w, nu, make_tracker=tracker(12),
+                                     **kw)
+        self.rsf = RMSPropCentralFlow(self.objective, cfg.eta, w, nu, make_tracker=tracker(13),
+                                      central=False, **kw)
 
     def _new_run(self, name, opt_name, beta, eta, *, seed, start=0) -> OptimizerRun:
         opt = make_optimizer(opt_name, beta, **self.hyper)
@@ -596,6 +636,8 @@ class Experiment:
                 for key in ("cf_loss", "cf_pred_loss", "cf_sharpness", "cf_sigma", "cf_eig2",
                             "gd_center_cf"):
                     rec[key].append(math.nan)
+        if self.want_rf:
+            self._record_rmsprop_flows(t, centre)
         if self.pgd is not None:
             rec["pgd_loss"].append(float(self.objective.value(self.pgd.w)))
             rec["pgd_sharpness"].append(self.pgd.sharpness)
@@ -604,6 +646,29 @@ class Experiment:
             rec["pgd_loss"].append(math.nan)
             rec["pgd_sharpness"].append(math.nan)
             rec["gd_center_pgd"].append(math.nan)
+
+    def _record_rmsprop_flows(self, t: int, centre: torch.Tensor) -> None:
+        """RMSProp's flows at time ``t`` against RMSProp's centre (NaN before they start)."""
+        rec = self.records
+        keys = ("rf_loss", "rf_pred_loss", "rf_sharpness", "rf_sigma", "sf_loss",
+                "sf_sharpness", "rmsprop_center_rf", "rmsprop_center_sf")
+        if self.rf is not None and self.rf_stopped is None:
+            try:
+                self.rf.advance(t)
+            except FlowRunaway as err:
+                self.rf_stopped = f"RMSProp's central flow stopped before step {t}: {err}"
+        if self.rf is None or self.rf_stopped is not None:
+            for key in keys:
+                rec[key].append(math.nan)
+            return
+        self.rsf.advance(t)
+        values = (float(self.objective.value(self.rf.w)), self.rf.predicted_loss(),
+                  self.rf.sharpness, self.rf.sigma_trace,
+                  float(self.objective.value(self.rsf.w)), self.rsf.sharpness,
+                  float(torch.linalg.vector_norm(centre - self.rf.w)),
+                  float(torch.linalg.vector_norm(centre - self.rsf.w)))
+        for key, value in zip(keys, values, strict=True):
+            rec[key].append(value)
 
     _centre_prev: torch.Tensor | None = None
 
@@ -618,6 +683,15 @@ class Experiment:
             drop.state = tuple(s.clone() for s in main.state)
             drop.prev_w, drop.u = main.prev_w, main.u
             drop.tracker.vectors = main.tracker.vectors
+        if self.want_rf and t == RMSPROP_FLOW_START and main.diverged_at is None:
+            w, v = main.state
+            if bool((v > 0).all()):
+                self._rmsprop_flows(w, v)
+                self.rf.t = self.rsf.t = float(t)
+            else:
+                self.rf_stopped = (f"RMSProp's flows cannot start at step {t}: "
+                                   f"{int((v <= 0).sum())} entries of its average of squared "
+                                   f"gradients are 0")
         for run in self.runs.values():
             self._step_run(run, t)
         # The flows and the constrained trajectory are compared with GD: they stop with it.
@@ -652,7 +726,10 @@ class Experiment:
                                    if self.centre_tracker is not None else None),
                 "pgd": self.pgd.state_dict() if self.pgd is not None else None,
                 "sgd": self.sgd.state_dict() if self.sgd is not None else None,
-                "adaptive": self.adaptive.state_dict() if self.adaptive is not None else None}
+                "adaptive": self.adaptive.state_dict() if self.adaptive is not None else None,
+                **({"rf": self.rf.state_dict() if self.rf is not None else None,
+                    "rsf": self.rsf.state_dict() if self.rsf is not None else None,
+                    "rf_stopped": self.rf_stopped} if self.want_rf else {})}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` saved by a run of the same config."""
@@ -677,6 +754,13 @@ class Experiment:
             self.sgd.load_state_dict(state["sgd"])
         if self.adaptive is not None:
             self.adaptive.load_state_dict(state["adaptive"])
+        if self.want_rf:
+            self.rf_stopped = state["rf_stopped"]
+            if state["rf"] is not None:
+                # Placeholders: every part of the flows' state comes from the checkpoint.
+                self._rmsprop_flows(self.w0, torch.ones_like(self.w0))
+                self.rf.load_state_dict(state["rf"])
+                self.rsf.load_state_dict(state["rsf"])
         if state["pgd"] is not None:
             self.pgd = ConstrainedTrajectory.__new__(ConstrainedTrajectory)
             self.pgd.objective = self.objective
@@ -717,6 +801,12 @@ class Experiment:
                                  "batches": self.config.bs_batches, **self.sgd.records}
         if self.adaptive is not None:
             out["adaptive"] = dict(self.adaptive.records)
+        if self.want_rf:
+            out["rmsprop_flow"] = {
+                "start": RMSPROP_FLOW_START, "stopped": self.rf_stopped,
+                "steps": self.rf.steps if self.rf is not None else 0,
+                "projections": self.rf.projections if self.rf is not None else 0,
+                "shortened": self.rf.shortened if self.rf is not None else 0}
         return out
 
 

@@ -8,6 +8,9 @@ correspond to gradient-flow time ``eta t``.
 * :class:`CentralFlow`: ``dw/dt = -eta [grad L(w) + 1/2 grad_w <Sigma(t), H(w)>]``
   (Cohen, Damian, Talwalkar, Kolter, Lee, arXiv 2410.24206), single- and
   multi-eigenvalue.
+* :class:`RMSPropCentralFlow`: the central flow of RMSProp on the weights and the
+  average of squared gradients, with the edge on ``lambda_max(D H)`` (same paper,
+  section 5).
 * :class:`ConstrainedTrajectory`: projected GD onto
   ``M = {S(w) <= 2/eta, grad L(w) . u(w) = 0}`` (Damian, Nichani, Lee, arXiv 2209.15594).
 
@@ -18,11 +21,13 @@ resumed bit for bit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from minimal_eos.flows import solve_sigma, svec
+from minimal_eos.flows import rmsprop_sigma_problem, smat, solve_sigma, svec
+from validation.adaptive import preconditioned_hvp
 from validation.objective import Objective
 from validation.sharpness import SharpnessTracker
 
@@ -205,7 +210,182 @@ def central_flow_sigma(objective: Objective, w: torch.Tensor, u: torch.Tensor
     return _solve(_svec_generators(c), a, 1.0)
 
 
-class CentralFlow:
+class _EdgeFlow:
+    """The discretisation shared by the central flows of GD and RMSProp.
+
+    Each step is an RK4 step of the stable flow (:meth:`_stable_step`) followed by the
+    linearised projection of the tracked eigenvalues back to ``2/eta``
+    (:meth:`_project`, whose correction :meth:`_correction` comes from the flow's own
+    ``Sigma`` terms); :meth:`advance` guards against a projection that loses the edge
+    (:class:`FlowRunaway`) and :meth:`_settle` sets ``Sigma = U X U^T`` at the end
+    (:meth:`_edge_sigma`). A subclass says what its state is, how the stable flow moves
+    it, and which eigenproblem its ``tracker`` solves; the parameters are those of
+    :class:`CentralFlow`.
+    """
+
+    #: Whether the flow holds its eigenvalues at ``2/eta`` (False: the stable flow alone).
+    holds_edge = True
+
+    def __init__(self, objective: Objective, eta: float, w0: torch.Tensor, *,
+                 tracker: SharpnessTracker, safety: float, max_dt: float, hold_tol: float,
+                 max_corrections: int) -> None:
+        if not 0.0 < safety < 2.785:
+            raise ValueError(f"safety must lie in (0, 2.785) for RK4 stability; got {safety!r}")
+        if not 0.0 < hold_tol < 0.01:
+            raise ValueError(f"hold_tol must lie in (0, 0.01); got {hold_tol!r}")
+        if isinstance(max_corrections, bool) or not isinstance(max_corrections, int) \
+                or max_corrections < 0:
+            raise ValueError(f"max_corrections must be an integer >= 0; got {max_corrections!r}")
+        self.objective = objective
+        self.eta = float(eta)
+        self.w = w0.clone()
+        self.t = 0.0
+        self.tracker = tracker
+        self.safety = safety
+        self.max_dt = max_dt
+        self.hold_tol = hold_tol
+        self.max_corrections = max_corrections
+        self.eigenvalues = torch.full((tracker.k,), float("nan"))
+        self.sigma = np.zeros((0, 0))
+        self.steps = 0
+        self.projections = 0
+        self.shortened = 0
+        self._ceiling: float | None = None
+
+    @property
+    def edge(self) -> float:
+        """``2 / eta``."""
+        return 2.0 / self.eta
+
+    @property
+    def sharpness(self) -> float:
+        """Top eigenvalue at the last estimate (at the current point after :meth:`advance`)."""
+        return float(self.eigenvalues[0])
+
+    @property
+    def sigma_trace(self) -> float:
+        """``tr(X)`` of ``Sigma = U X U^T``, summed over the edge."""
+        return float(np.trace(self.sigma)) if self.sigma.size else 0.0
+
+    def predicted_loss(self) -> float:
+        """Predicted time-averaged loss ``L(w) + tr(X) / eta`` (``= L + 1/2 <Sigma, H>``)."""
+        return float(self.objective.value(self.w)) + self.sigma_trace / self.eta
+
+    def _parts(self) -> tuple[torch.Tensor, ...]:
+        """The state, weights first."""
+        raise NotImplementedError
+
+    def _set_parts(self, parts: tuple[torch.Tensor, ...]) -> None:
+        raise NotImplementedError
+
+    def _stable_step(self, dt: float) -> None:
+        raise NotImplementedError
+
+    def _correction(self, u: torch.Tensor, lam: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """The projection's correction of each part of the state."""
+        raise NotImplementedError
+
+    def _edge_sigma(self, u: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def _estimate(self):
+        est = self.tracker.estimate(self.w)
+        self.eigenvalues = est.values.detach().cpu()
+        return est
+
+    def _project(self, est, step: tuple[float, ...]) -> None:
+        """Linearised projection of the state onto ``{lambda_i <= 2/eta}`` from ``est``;
+        ``step`` holds the length of the last step in each part of the state."""
+        if not bool((est.values > self.edge).any()):
+            return
+        # Candidates: the eigenvalues above the edge and those within 1% below it, which
+        # the projection may have to hold down too.
+        cand = est.values > self.edge * _CANDIDATES
+        lam = est.values[cand].double().cpu().numpy()
+        delta = self._correction(est.vectors[:, cand], lam)
+        # Trust region: a consistent correction is of the order of the step that caused
+        # the violation. Near an eigenvalue crossing the linearisation can be nearly
+        # singular and ask for far more; the correction is then shortened (when it is more
+        # than twice the step in every part of the state), and the next step's
+        # projection continues it.
+        norms = [float(torch.linalg.vector_norm(d)) for d in delta]
+        if all(n > 2.0 * s > 0.0 for n, s in zip(norms, step, strict=True)):
+            factor = max(2.0 * s / n for n, s in zip(norms, step, strict=True))
+            delta = tuple(d * factor for d in delta)
+            self.shortened += 1
+        self._set_parts(tuple(x + d for x, d in zip(self._parts(), delta, strict=True)))
+        self.projections += 1
+
+    def _settle(self, step: tuple[float, ...]) -> None:
+        """Estimate at the current point, project again while above the edge, set Sigma."""
+        est = self._estimate()
+        for _ in range(self.max_corrections):
+            if not bool((est.values > self.edge * (1.0 + self.hold_tol)).any()):
+                break
+            self._project(est, step)
+            est = self._estimate()
+        if bool((est.values >= self.edge * (1.0 - self.hold_tol)).any()):
+            # On the edge: the flow's complementarity problem over the same candidates
+            # as the projection decides which eigenvectors carry Sigma.
+            cand = est.values > self.edge * _CANDIDATES
+            self.sigma = self._edge_sigma(est.vectors[:, cand])
+        else:
+            self.sigma = np.zeros((0, 0))
+
+    def advance(self, t_target: float) -> None:
+        """Integrate up to time ``t_target`` (in steps of the optimizer).
+
+        Raises :class:`FlowRunaway` when the top eigenvalue before a projection is more than
+        10% above ``2/eta`` (or above that of a start above the edge): the projection
+        no longer holds the edge, and integrating on would only shrink the steps
+        (``dt ~ 1 / (eta lambda_1)``) while the eigenvalue runs away.
+        """
+        if self.steps == 0 and torch.isnan(self.eigenvalues[0]):
+            self._estimate()
+        if self._ceiling is None:
+            self._ceiling = (1.0 + _RUNAWAY) * max(self.edge, float(self.eigenvalues[0]))
+        step, moved = (0.0,) * len(self._parts()), False
+        while t_target - self.t > _EPS_T:
+            rate = self.eta * max(float(self.eigenvalues[0]), 1e-12)
+            dt = _even_step(t_target - self.t, min(self.safety / rate, self.max_dt))
+            old = self._parts()
+            self._stable_step(dt)
+            self.t += dt
+            self.steps += 1
+            step = tuple(float(torch.linalg.vector_norm(x - y))
+                         for x, y in zip(self._parts(), old, strict=True))
+            est = self._estimate()
+            if self.holds_edge:
+                if float(est.values[0]) > self._ceiling:
+                    raise FlowRunaway(
+                        f"the central flow's sharpness {float(est.values[0]):.6g} rose more "
+                        f"than {_RUNAWAY:.0%} above max(2/eta, its start) at t = "
+                        f"{self.t:.6g}: the projection does not hold the edge")
+                self._project(est, step)
+            moved = True
+        self.t = float(t_target) if abs(self.t - t_target) <= _EPS_T else self.t
+        if moved and self.holds_edge:
+            self._settle(step)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume."""
+        return {"w": self.w, "t": self.t, "eigenvalues": self.eigenvalues, "sigma": self.sigma,
+                "steps": self.steps, "projections": self.projections,
+                "shortened": self.shortened, "tracker": self.tracker.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.w = state["w"]
+        self.t = float(state["t"])
+        self.eigenvalues = state["eigenvalues"]
+        self.sigma = np.asarray(state["sigma"])
+        self.steps = int(state["steps"])
+        self.projections = int(state["projections"])
+        self.shortened = int(state["shortened"])
+        self.tracker.load_state_dict(state["tracker"])
+
+
+class CentralFlow(_EdgeFlow):
     """The central flow of gradient descent, discretised as RK4 steps plus projection.
 
     Parameters
@@ -262,147 +442,171 @@ class CentralFlow:
     linearisation is poor where two eigenvalues nearly cross) and still carries
     ``Sigma`` when it sharpens. The predicted
     time-averaged loss of GD is ``L(w) + tr(Sigma) / eta`` (with ``S = 2/eta``:
-    ``L + 1/2 <Sigma, H>``).
+    ``L + 1/2 <Sigma, H>``; ``U`` is orthonormal, so ``tr(Sigma) = tr(X)``).
     """
 
     def __init__(self, objective: Objective, eta: float, w0: torch.Tensor, *,
                  tracker: SharpnessTracker, safety: float = 1.0, max_dt: float = 4.0,
                  hold_tol: float = 1e-5, max_corrections: int = 3) -> None:
-        if not 0.0 < safety < 2.785:
-            raise ValueError(f"safety must lie in (0, 2.785) for RK4 stability; got {safety!r}")
-        if not 0.0 < hold_tol < 0.01:
-            raise ValueError(f"hold_tol must lie in (0, 0.01); got {hold_tol!r}")
-        if isinstance(max_corrections, bool) or not isinstance(max_corrections, int) \
-                or max_corrections < 0:
-            raise ValueError(f"max_corrections must be an integer >= 0; got {max_corrections!r}")
-        self.objective = objective
-        self.eta = float(eta)
-        self.w = w0.clone()
-        self.t = 0.0
-        self.tracker = tracker
-        self.safety = safety
-        self.max_dt = max_dt
-        self.hold_tol = hold_tol
-        self.max_corrections = max_corrections
-        self.eigenvalues = torch.full((tracker.k,), float("nan"))
-        self.sigma = np.zeros((0, 0))
-        self.steps = 0
-        self.projections = 0
-        self.shortened = 0
-        self._ceiling: float | None = None
+        super().__init__(objective, eta, w0, tracker=tracker, safety=safety, max_dt=max_dt,
+                         hold_tol=hold_tol, max_corrections=max_corrections)
 
-    @property
-    def edge(self) -> float:
-        """``2 / eta``."""
-        return 2.0 / self.eta
+    def _stable_step(self, dt: float) -> None:
+        self.w = rk4_step(self.objective, self.w, self.eta, dt)
 
-    @property
-    def sharpness(self) -> float:
-        """Top eigenvalue at the last estimate (at the current point after :meth:`advance`)."""
-        return float(self.eigenvalues[0])
+    def _parts(self) -> tuple[torch.Tensor]:
+        return (self.w,)
 
-    @property
-    def sigma_trace(self) -> float:
-        """``tr(Sigma)``: the predicted mean squared oscillation, summed over the edge."""
-        return float(np.trace(self.sigma)) if self.sigma.size else 0.0
+    def _set_parts(self, parts: tuple[torch.Tensor, ...]) -> None:
+        (self.w,) = parts
 
-    def predicted_loss(self) -> float:
-        """Predicted time-averaged GD loss ``L(w) + tr(Sigma) / eta``."""
-        return float(self.objective.value(self.w)) + self.sigma_trace / self.eta
-
-    def _estimate(self):
-        est = self.tracker.estimate(self.w)
-        self.eigenvalues = est.values.detach().cpu()
-        return est
-
-    def _project(self, est, step: float) -> None:
-        """Linearised projection of ``self.w`` onto ``{lambda_i <= 2/eta}`` from ``est``."""
-        if not bool((est.values > self.edge).any()):
-            return
-        # Candidates: the eigenvalues above the edge and those within 1% below it, which
-        # the projection may have to hold down too.
-        cand = est.values > self.edge * _CANDIDATES
-        u = est.vectors[:, cand]
+    def _correction(self, u: torch.Tensor, lam: np.ndarray) -> tuple[torch.Tensor]:
         rows = _svec_generators(third_pairs(self.objective, self.w, u))
-        lam = est.values[cand].double().cpu().numpy()
         x = _solve(rows, np.diag(self.edge - lam), 2.0)
-        delta = -(torch.as_tensor(svec(x), dtype=rows.dtype, device=rows.device) @ rows)
-        # Trust region: a consistent correction is of the order of the step that caused
-        # the violation. Near an eigenvalue crossing the linearisation can be nearly
-        # singular and ask for far more; the correction is then shortened, and the next
-        # step's projection continues it.
-        norm = float(torch.linalg.vector_norm(delta))
-        if norm > 2.0 * step > 0.0:
-            delta = delta * (2.0 * step / norm)
-            self.shortened += 1
-        self.w = self.w + delta
-        self.projections += 1
+        return (-(torch.as_tensor(svec(x), dtype=rows.dtype, device=rows.device) @ rows),)
 
-    def _settle(self, step: float) -> None:
-        """Estimate at the current point, project again while above the edge, set Sigma."""
-        est = self._estimate()
-        for _ in range(self.max_corrections):
-            if not bool((est.values > self.edge * (1.0 + self.hold_tol)).any()):
-                break
-            self._project(est, step)
-            est = self._estimate()
-        if bool((est.values >= self.edge * (1.0 - self.hold_tol)).any()):
-            # On the edge: the flow's complementarity problem over the same candidates
-            # as the projection decides which eigenvectors carry Sigma.
-            cand = est.values > self.edge * _CANDIDATES
-            self.sigma = central_flow_sigma(self.objective, self.w, est.vectors[:, cand])
-        else:
-            self.sigma = np.zeros((0, 0))
+    def _edge_sigma(self, u: torch.Tensor) -> np.ndarray:
+        return central_flow_sigma(self.objective, self.w, u)
 
-    def advance(self, t_target: float) -> None:
-        """Integrate up to time ``t_target`` (in GD steps).
 
-        Raises :class:`FlowRunaway` when the sharpness before a projection is more than 10%
-        above ``2/eta`` (or above the sharpness of a start above the edge): the projection
-        no longer holds the edge, and integrating on would only shrink the steps
-        (``dt ~ 1 / (eta lambda_1)``) while the eigenvalue runs away.
-        """
-        if self.steps == 0 and torch.isnan(self.eigenvalues[0]):
-            self._estimate()
-        if self._ceiling is None:
-            self._ceiling = (1.0 + _RUNAWAY) * max(self.edge, float(self.eigenvalues[0]))
-        step, moved = 0.0, False
-        while t_target - self.t > _EPS_T:
-            rate = self.eta * max(float(self.eigenvalues[0]), 1e-12)
-            dt = _even_step(t_target - self.t, min(self.safety / rate, self.max_dt))
-            w_old = self.w
-            self.w = rk4_step(self.objective, self.w, self.eta, dt)
-            self.t += dt
-            self.steps += 1
-            step = float(torch.linalg.vector_norm(self.w - w_old))
-            est = self._estimate()
-            if float(est.values[0]) > self._ceiling:
-                raise FlowRunaway(
-                    f"the central flow's sharpness {float(est.values[0]):.6g} rose more than "
-                    f"{_RUNAWAY:.0%} above max(2/eta, its start) at t = {self.t:.6g}: the "
-                    f"projection does not hold the edge")
-            self._project(est, step)
-            moved = True
-        self.t = float(t_target) if abs(self.t - t_target) <= _EPS_T else self.t
-        if moved:
-            self._settle(step)
+class RMSPropCentralFlow(_EdgeFlow):
+    """The central flow of RMSProp on ``(w, nu)``, discretised as RK4 steps plus projection.
+
+    Parameters
+    ----------
+    objective : Objective
+        The loss.
+    eta : float
+        RMSProp's step size: the edge of ``lambda_max(D H)`` is ``2 / eta``.
+    w0, nu0 : torch.Tensor
+        Initial parameters and average of squared gradients (same shape; every entry of
+        ``nu0`` > 0: start from RMSProp's state after its first steps).
+    beta2 : float
+        Decay of the average (torch's ``alpha``), in ``[0, 1)``.
+    eps : float
+        Added to ``sqrt(nu)``, ``> 0``.
+    make_tracker : callable
+        ``(operator) -> SharpnessTracker`` for an operator ``(w, V) -> A V``; the flow hands
+        it ``D^{1/2} H D^{1/2}`` (:func:`validation.adaptive.preconditioned_hvp`, reading
+        the flow's current ``nu``), whose eigenvalues are those of ``D H``.
+    central : bool
+        False: the stable flow alone (``Sigma = 0``: preconditioned gradient flow with the
+        average's ODE), which the central flow equals below the edge.
+    safety, max_dt, hold_tol, max_corrections
+        As in :class:`CentralFlow`, for the eigenvalues of ``D H``.
+
+    Notes
+    -----
+    With ``p = sqrt(nu) + eps`` and ``D = diag(1 / p)`` (time in RMSProp steps):
+
+        dw/dt  = -eta D [grad L + 1/2 grad <Sigma, H>],
+        dnu/dt = (1 - beta2) [grad L^2 + diag(H Sigma H) - nu],
+
+    ``Sigma = U X U^T`` on the generalised eigenvectors ``u_i = D^{1/2} q_i`` at the edge
+    (``q_i`` orthonormal eigenvectors of ``D^{1/2} H D^{1/2}``, so ``H u_i = (2/eta)
+    D^{-1} u_i`` and ``u_i^T D^{-1} u_j = delta_ij``). The derivation, and the
+    complementarity problem fixing ``X`` (:func:`minimal_eos.flows.rmsprop_sigma_problem`,
+    ``X >= 0``, ``B + 1/2 A(X) >= 0``, ``<X, B + 1/2 A(X)> = 0``), are in
+    :mod:`minimal_eos.flows`; Cohen, Damian, Talwalkar, Kolter, Lee, arXiv 2410.24206,
+    section 5.
+
+    Each step is an RK4 step of the stable flow followed by the linearised projection
+    onto ``{lambda_i(D H) <= 2/eta}``. Over a step ``dt`` the flow's ``Sigma`` terms move
+    the state by ``Delta w = -D sum_kl Z_kl g_kl`` and
+    ``Delta nu_m = (1 - beta2) (8/eta^3) p_m sum_kl Z_kl q_km q_lm`` with
+    ``Z = (eta dt / 2) X`` and ``g_kl = grad (u_k^T H u_l)``: the correction in the
+    preconditioned geometry, the ``nu`` part being the oscillation's own squared gradient
+    ``diag(H Sigma H) = (2/eta)^2 p * diag(Q X Q^T)``. These move the critical block
+    ``M = Q^T D^{1/2} H D^{1/2} Q`` by ``-A(Z)``, so ``Z`` solves
+
+        Z >= 0,  (2/eta) I - M + A(Z) >= 0,  <Z, (2/eta) I - M + A(Z)> = 0
+
+    (:func:`minimal_eos.flows.solve_sigma` with the operator ``2 A``), as GD's projection
+    does with ``A`` its Gram of third derivatives. The time-averaged loss of RMSProp is
+    predicted as ``L + 1/2 <Sigma, H> = L + tr(X) / eta``; :attr:`sigma_trace` is
+    ``tr(X) = <Sigma, D^{-1}>``, the mean squared oscillation in the metric ``D^{-1}``.
+    """
+
+    def __init__(self, objective: Objective, eta: float, w0: torch.Tensor,
+                 nu0: torch.Tensor, *, beta2: float, eps: float, make_tracker: Callable,
+                 central: bool = True, safety: float = 1.0, max_dt: float = 4.0,
+                 hold_tol: float = 1e-5, max_corrections: int = 3) -> None:
+        if not (isinstance(beta2, int | float) and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"beta2 must lie in [0, 1); got {beta2!r}")
+        if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
+        if nu0.shape != w0.shape or not bool((nu0 > 0).all()) \
+                or not bool(torch.isfinite(nu0).all()):
+            raise ValueError(f"nu0 must have the shape {tuple(w0.shape)} of w0 and finite "
+                             f"entries > 0; got shape {tuple(nu0.shape)}")
+        self.beta2 = float(beta2)
+        self.eps = float(eps)
+        self.nu = nu0.clone()
+        self.holds_edge = bool(central)
+        tracker = make_tracker(preconditioned_hvp(objective.hvp, self.preconditioner))
+        super().__init__(objective, eta, w0, tracker=tracker, safety=safety, max_dt=max_dt,
+                         hold_tol=hold_tol, max_corrections=max_corrections)
+
+    def preconditioner(self) -> torch.Tensor:
+        """``p = sqrt(nu) + eps`` (``D = diag(1 / p)``)."""
+        return self.nu.sqrt() + self.eps
+
+    def _parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.w, self.nu)
+
+    def _set_parts(self, parts: tuple[torch.Tensor, ...]) -> None:
+        self.w, self.nu = parts
+
+    def _rates(self, w: torch.Tensor, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = self.objective.grad(w)
+        return -self.eta * g / (nu.sqrt() + self.eps), (1.0 - self.beta2) * (g * g - nu)
+
+    def _stable_step(self, dt: float) -> None:
+        """RK4 on ``(w, nu)``, as :func:`rk4_step` on ``w`` alone."""
+        w, nu = self._parts()
+        k1 = self._rates(w, nu)
+        k2 = self._rates(w + 0.5 * dt * k1[0], nu + 0.5 * dt * k1[1])
+        k3 = self._rates(w + 0.5 * dt * k2[0], nu + 0.5 * dt * k2[1])
+        k4 = self._rates(w + dt * k3[0], nu + dt * k3[1])
+        self._set_parts(tuple(x + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d)
+                              for x, a, b, c, d in zip((w, nu), k1, k2, k3, k4, strict=True)))
+
+    def _problem(self, q: torch.Tensor) -> tuple:
+        """``p``, the rows ``g_ij`` and ``q_i q_j`` (as tensors), ``A`` and ``svec(B)``."""
+        p = self.preconditioner()
+        u = q * p.rsqrt()[:, None]
+        ghat = _svec_generators(third_pairs(self.objective, self.w, u))
+        m = q.shape[1]
+        qq = torch.stack([torch.stack([q[:, i] * q[:, j] for j in range(m)]) for i in range(m)])
+        qhat = _svec_generators(qq)
+
+        def arr(x: torch.Tensor) -> np.ndarray:
+            return x.double().cpu().numpy()
+
+        gram, b = rmsprop_sigma_problem(arr(ghat), arr(qhat), arr(self.objective.grad(self.w)),
+                                        arr(self.nu), self.eta, self.beta2, self.eps)
+        return p, ghat, qhat, gram, b
+
+    def _correction(self, q: torch.Tensor, lam: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        p, ghat, qhat, gram, _ = self._problem(q)
+        z = torch.as_tensor(svec(solve_sigma(2.0 * gram, np.diag(self.edge - lam)).x),
+                            dtype=ghat.dtype, device=ghat.device)
+        return (-(z @ ghat) / p,
+                (1.0 - self.beta2) * (8.0 / self.eta**3) * p * (z @ qhat))
+
+
+    def _edge_sigma(self, q: torch.Tensor) -> np.ndarray:
+        _, _, _, gram, b = self._problem(q)
+        return solve_sigma(gram, smat(b, q.shape[1])).x
 
     def state_dict(self) -> dict:
         """Everything needed to resume."""
-        return {"w": self.w, "t": self.t, "eigenvalues": self.eigenvalues, "sigma": self.sigma,
-                "steps": self.steps, "projections": self.projections,
-                "shortened": self.shortened, "tracker": self.tracker.state_dict()}
+        return {**super().state_dict(), "nu": self.nu}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`."""
-        self.w = state["w"]
-        self.t = float(state["t"])
-        self.eigenvalues = state["eigenvalues"]
-        self.sigma = np.asarray(state["sigma"])
-        self.steps = int(state["steps"])
-        self.projections = int(state["projections"])
-        self.shortened = int(state["shortened"])
-        self.tracker.load_state_dict(state["tracker"])
+        super().load_state_dict(state)
+        self.nu = state["nu"]
 
 
 class ConstrainedTrajectory:

@@ -633,6 +633,75 @@ def preconditioned_edge_rows(res: dict) -> list:
     return rows[:-1] + not_applicable_if_diverged(rows[-1:], main)
 
 
+def rmsprop_central_flow_rows(res: dict, window: int) -> list:
+    """(j) RMSProp against its central flow (arXiv 2410.24206, section 5).
+
+    ``j.loss_path``: the flow's predicted time-averaged loss ``L + tr(X)/eta`` against
+    RMSProp's loss averaged over ``window + 1`` centred steps, at the record times after
+    the onset; ``j.edge``: how closely the flow holds ``lambda_max(D H)`` at ``2/eta``
+    where it carries a ``Sigma``; ``j.distance``: RMSProp's oscillation centre is closer
+    to the central flow than to the stable flow (``Sigma = 0``) at the last step.
+
+    Not applicable when RMSProp diverged, when its preconditioned sharpness never rose
+    to ``2/eta`` from 10% below it after the flows started (on the embedded default it
+    comes down to the edge from above), or when the central flow never reached the edge.
+    A flow that stopped (its projection lost the edge) fails the rows with the reason.
+    """
+    main = res["runs"]["main"]
+    rec = res["records"]
+    info = res["rmsprop_flow"]
+    edge = main["edge"]
+    loss = np.asarray(main["loss"])
+    steps = len(loss) - 1
+    pre = list(zip(res["adaptive"]["t"], res["adaptive"]["preconditioned"], strict=True))
+    onset = onset_step(pre, edge, after=info["start"])
+    premise = ""
+    if main.get("diverged_at") is not None:
+        premise = f"RMSProp diverged at step {main['diverged_at']}"
+    elif onset is None:
+        premise = ("no onset: RMSProp's preconditioned sharpness never rose to 2/eta from 10% "
+                   f"below it after step {info['start']}, where its flows start")
+    elif not info["stopped"] and not any(s > 0 for s in rec["rf_sigma"]):
+        premise = ("the central flow never reached the edge (Sigma = 0 at every record): it "
+                   "is the stable flow")
+    half = window // 2
+    errs = []
+    if onset is not None:
+        for t, pred in zip(rec["t"], rec["rf_pred_loss"], strict=True):
+            if onset + half <= t <= steps - half:
+                avg = centred_average(loss, t, half)
+                errs.append(abs(avg - pred) / avg)
+    path = float(np.mean(errs)) if errs else math.nan
+    # Tolerance 2%, as for GD's d.loss_path: the flow is exact to leading order in the
+    # oscillation, and the centred average still carries part of the self-stabilisation
+    # cycles (and the catapult at onset), which no flow describes.
+    rows = [row("rmsprop-central-flow", "j.loss_path",
+                "mean relative error of the predicted time-averaged loss after onset",
+                0.0, path, path, 0.02, f"{len(errs)} record times; RMSProp averaged over "
+                f"{window + 1} centred steps; predicted L + tr(X)/eta",
+                reason=premise or ("" if errs else "no record time with a full centred "
+                                   "window after the onset"))]
+    gaps = [abs(s / edge - 1) for s, sig in zip(rec["rf_sharpness"], rec["rf_sigma"],
+                                                 strict=True) if sig > 0]
+    gap = max(gaps) if gaps else math.nan
+    # Tolerance 1e-3: after each advance the projection leaves lambda_max(D H) within
+    # hold_tol = 1e-5 of the edge, and the tracker's Ritz values (relative residual
+    # EDGE_TOL = 3e-4) lie within tol^2 lambda^2 / gap of it; 1e-3 leaves room for the
+    # estimate only.
+    rows.append(row("rmsprop-central-flow", "j.edge",
+                    "max |lambda_max(D H) / (2/eta) - 1| of the central flow at the edge",
+                    0.0, gap, gap, 1e-3, f"{len(gaps)} records with Sigma > 0",
+                    reason=premise))
+    d_rf = rec["rmsprop_center_rf"][-1] if rec["rmsprop_center_rf"] else math.nan
+    d_sf = rec["rmsprop_center_sf"][-1] if rec["rmsprop_center_sf"] else math.nan
+    ratio = d_rf / d_sf if d_sf > 0 else math.nan
+    rows.append(row("rmsprop-central-flow", "j.distance",
+                    "|RMSProp - central flow| / |RMSProp - stable flow| at the last step",
+                    0.0, ratio, ratio, 1.0, f"|RMSProp-CF| = {d_rf:.4g}, |RMSProp-SF| = "
+                    f"{d_sf:.4g} (RMSProp's centre); holds when below 1", reason=premise))
+    return failed(rows, info["stopped"]) if info["stopped"] else rows
+
+
 def _nanmean(values: list) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
@@ -665,4 +734,6 @@ def evaluate(res: dict, config) -> list:
         rows += batch_sharpness_rows(res)
     if "preconditioned-edge" in checks:
         rows += preconditioned_edge_rows(res)
+    if "rmsprop-central-flow" in checks:
+        rows += rmsprop_central_flow_rows(res, config.window)
     return rows
