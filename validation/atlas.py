@@ -658,13 +658,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the reduced matrix on smaller runs (at most {QUICK_CAP} runs)")
     p.add_argument("--out", default=None,
                    help="output folder (default results/atlas, results/atlas-quick)")
-    p.add_argument("--archs", nargs="+", default=None, metavar="ARCH",
+    p.add_argument("--archs", nargs="*", default=None, metavar="ARCH",
                    help=f"architectures, of {', '.join(ARCHS)}")
-    p.add_argument("--losses", nargs="+", default=None, metavar="LOSS",
+    p.add_argument("--losses", nargs="*", default=None, metavar="LOSS",
                    help=f"losses, of {', '.join(LOSSES)}")
-    p.add_argument("--readouts", nargs="+", default=None, metavar="INIT",
+    p.add_argument("--readouts", nargs="*", default=None, metavar="INIT",
                    help=f"read-out initialisations, of {', '.join(READOUTS)}")
-    p.add_argument("--parametrizations", nargs="+", default=None, metavar="PARAM",
+    p.add_argument("--parametrizations", nargs="*", default=None, metavar="PARAM",
                    help=f"parametrisations, of {', '.join(PARAMETRIZATIONS)}")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"seeds per setting (default {FULL_SEEDS}; --quick {QUICK['seeds']})")
@@ -678,13 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pick(values, accepted, what: str, default) -> list:
-    """``values`` (default ``default``) checked against ``accepted``."""
+def _pick(values, accepted, option: str, what: str, default) -> list:
+    """``values`` of ``--option`` (default ``default``) checked against ``accepted``."""
     if values is None:
         return list(default)
     for v in values:
         if v not in accepted:
-            raise ValueError(f"--{what}: unknown {what[:-1]} {v!r}; accepted: "
+            raise ValueError(f"--{option}: unknown {what} {v!r}; accepted: "
                              f"{', '.join(accepted)}")
     return list(dict.fromkeys(values))
 
@@ -707,12 +707,14 @@ def main(argv: list[str] | None = None) -> int:
         seeds = defaults["seeds"] if args.seeds is None else args.seeds
         if seeds < 1:
             raise ValueError(f"--seeds must be >= 1; got {seeds}")
-        archs = _pick(args.archs, ARCHS, "archs", defaults["archs"])
+        archs = _pick(args.archs, ARCHS, "archs", "arch", defaults["archs"])
         archs, notes = check_archs(archs, explicit=args.archs is not None)
-        settings = matrix(archs, _pick(args.losses, LOSSES, "losses", defaults["losses"]),
-                          _pick(args.readouts, READOUTS, "readouts", defaults["readouts"]),
+        settings = matrix(archs,
+                          _pick(args.losses, LOSSES, "losses", "loss", defaults["losses"]),
+                          _pick(args.readouts, READOUTS, "readouts", "readout",
+                                defaults["readouts"]),
                           _pick(args.parametrizations, PARAMETRIZATIONS, "parametrizations",
-                                defaults["parametrizations"]))
+                                "parametrization", defaults["parametrizations"]))
         if not settings:
             raise ValueError("the filters leave an empty matrix")
         if args.quick and len(settings) * seeds > QUICK_CAP:
