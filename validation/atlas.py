@@ -181,9 +181,9 @@ def check_archs(archs, *, explicit: bool) -> tuple[list[str], list[str]]:
 
 
 def estimated_seconds(settings: list[Setting], seeds: int, run: dict) -> float:
-    """Total run time of the matrix on one core, from
-    :func:`validation.preflight.estimate` (step size does not enter), times
-    :data:`ESTIMATE_FACTOR`."""
+    """Total run time of the matrix on one idle core: the sum of
+    :func:`validation.preflight.estimate` over its runs (the step size does not enter;
+    the measurement of ``S_0``, a few Hessian-vector products per run, is left out)."""
     from validation.sweep import config_from_fields
 
     total = 0.0
@@ -195,13 +195,8 @@ def estimated_seconds(settings: list[Setting], seeds: int, run: dict) -> float:
             source = (config.dataset, config.cifar_path)
             if source not in infos:
                 infos[source] = data_info(config)
-            total += estimate(config, infos[source]).seconds * ESTIMATE_FACTOR
+            total += estimate(config, infos[source]).seconds
     return total
-
-
-#: Measured run time over :func:`validation.preflight.estimate`'s for the atlas's runs
-#: on an idle core (README, "The atlas").
-ESTIMATE_FACTOR = 1.0
 
 
 def build_spec(settings: list[Setting], seeds: int, run: dict, s0s: dict) -> dict:
