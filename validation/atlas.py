@@ -565,7 +565,8 @@ def draw_heatmap(path: str, lines: list[dict], runs: list[Run]) -> str:
 
     A cell's colour is the fraction of the seeds where the row applies in which it holds
     (red 0 to green 1), and its text the median error over them; a cell where the row
-    applies to no seed is grey with ``n/a``; a setting without finished runs is blank.
+    applies to no seed is grey with ``n/a``; a setting without finished runs is blank and
+    says so.
     """
     import matplotlib
 
@@ -593,20 +594,25 @@ def draw_heatmap(path: str, lines: list[dict], runs: list[Run]) -> str:
             frac[i, j] = line["fraction_held"]
             err = line["error_median"]
             text = f"{err:.2g}" if math.isfinite(err) else "nan"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="black")
+            dark = line["fraction_held"] < 0.2 or line["fraction_held"] > 0.85
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                    color="white" if dark else "black")
     image = ax.imshow(np.ma.masked_invalid(frac), cmap=cmap, vmin=0.0, vmax=1.0,
                       aspect="auto")
     ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylim(len(settings) - 0.5, -0.5)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7.5)
-    ax.set_yticks(range(len(settings)), [s.label for s in settings], fontsize=7.5)
+    done = {(line["arch"], line["loss"], line["readout"], line["parametrization"])
+            for line in lines}
+    ax.set_yticks(range(len(settings)),
+                  [s.label if (s.arch, s.loss, s.readout, s.parametrization) in done
+                   else f"{s.label} (no finished run)" for s in settings], fontsize=7.5)
     ax.set_xticks(np.arange(-0.5, len(names)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(settings)), minor=True)
     ax.grid(which="minor", color="white", lw=1.0)
     ax.tick_params(which="minor", length=0)
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    bar.set_label("fraction of seeds where the row holds (among those where it applies)",
-                  fontsize=7.5)
+    bar.set_label("fraction of seeds that hold (of those where the row applies)", fontsize=7)
     seeds = len({r.seed for r in runs})
     ax.set_title(f"Where each prediction holds: {len(settings)} settings x {seeds} seed(s); "
                  "cell text: median error; grey: not applicable", fontsize=9)
