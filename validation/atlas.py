@@ -19,8 +19,8 @@ initialisation, measured with the run's own tracker (:func:`initial_sharpness`):
 run starts at ``S_0 = ETA_FRACTION * 2/eta``, below its edge by the same ratio. The
 heavy-ball run of the ``momentum`` check takes the same ``eta`` (the default of
 :class:`~validation.experiment.Config`), so it starts at ``ETA_FRACTION / (1 + beta)`` of
-its edge ``2 (1 + beta) / eta``: at ``eta_hb = (1 + beta) eta``, the same start ratio as
-GD, heavy ball with ``beta = 0.9`` diverged within 30 steps on the tanh MLP.
+its edge ``2 (1 + beta) / eta`` (GD's start ratio would need ``eta_hb = (1 + beta) eta``,
+a far larger effective step ``eta_hb / (1 - beta)``).
 """
 
 from __future__ import annotations
