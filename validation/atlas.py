@@ -157,29 +157,6 @@ def fields_key(fields: dict) -> str:
 
 
 # -- the matrix as a sweep ---------------------------------------------------------------------
-def check_archs(archs, *, explicit: bool) -> tuple[list[str], list[str]]:
-    """The architectures to run, and notes on those left out.
-
-    An architecture of :data:`ARCHS` whose ``arch`` :mod:`validation.networks` does not
-    provide is refused (ValueError) when asked for by name (``explicit``), else left out
-    with a note.
-    """
-    from validation.networks import ARCHITECTURES
-
-    keep, notes = [], []
-    for a in archs:
-        need = ARCHS[a]["arch"]
-        if need in ARCHITECTURES:
-            keep.append(a)
-        elif explicit:
-            raise ValueError(f"--archs: architecture {a!r} needs arch {need!r}, which "
-                             f"validation.networks does not provide (it has "
-                             f"{', '.join(ARCHITECTURES)})")
-        else:
-            notes.append(f"left out {a}: validation.networks has no arch {need!r}")
-    return keep, notes
-
-
 def estimated_seconds(settings: list[Setting], seeds: int, run: dict) -> float:
     """Total run time of the matrix on one idle core: the sum of
     :func:`validation.preflight.estimate` over its runs (the step size does not enter;
@@ -709,7 +686,6 @@ def main(argv: list[str] | None = None) -> int:
         if seeds < 1:
             raise ValueError(f"--seeds must be >= 1; got {seeds}")
         archs = _pick(args.archs, ARCHS, "archs", "arch", defaults["archs"])
-        archs, notes = check_archs(archs, explicit=args.archs is not None)
         settings = matrix(archs,
                           _pick(args.losses, LOSSES, "losses", "loss", defaults["losses"]),
                           _pick(args.readouts, READOUTS, "readouts", "readout",
@@ -730,8 +706,6 @@ def main(argv: list[str] | None = None) -> int:
         total = estimated_seconds(settings, seeds, run)
     except ValueError as exc:
         parser.error(str(exc))
-    for note in notes:
-        print(note)
     workers = args.workers if args.workers is not None else usable_cores()
     where = (f"on {workers} local worker(s)" if args.scheduler is None
              else f"on the cluster at {args.scheduler}")
