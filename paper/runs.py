@@ -122,6 +122,8 @@ def describe_network(config) -> str:
             "synthetic": "a synthetic regression task"}[d["dataset"]]
     loss = {"mse": "squared loss", "ce": "cross-entropy"}[d["loss"]]
     readout = " (read-out initialised at zero)" if d["readout_scale"] == 0 else ""
-    return (f"{data} ({d['n']} examples), a {d['activation']} {d['arch'].upper()} with "
-            f"{d['depth']} hidden layer(s) of width {d['width']}{readout}, {loss}, "
+    layers = "hidden layer" if d["depth"] == 1 else "hidden layers"
+    cite = "Greydanus & Kobak, arXiv 2011.14439; " if d["dataset"] == "mnist1d" else ""
+    return (f"{data} ({cite}{d['n']} examples), a {d['activation']} {d['arch'].upper()} "
+            f"with {d['depth']} {layers} of width {d['width']}{readout}, {loss}, "
             f"{d['dtype']}")

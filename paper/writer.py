@@ -26,8 +26,13 @@ ones. This text reproduces the phenomenon on a real network and then walks throu
 minimal models that explain it: self-stabilization and the central flow, catapults,
 period-doubling, the sharpness of gradient-flow solutions, implicit biases at large step
 sizes, and logistic regression. Every figure and every number below is produced by
-`python -m paper` from cached results named after their configuration; every figure
-draws the critical sharpness (2/η for GD) or the critical step size as a dashed line."""
+`python -m paper` from cached results named after their configuration. Where a figure has
+a critical sharpness (2/η for GD) or a critical step size, it is drawn as a dashed line
+(in Figure 4's phase planes the edge is the axis y = 0; Figures 10(a, b) and 14 have
+none). Every real-network result is one seed of one setting, a tanh MLP whose read-out
+starts at zero; with the standard read-out initialisation the same network starts above
+its edge and does not sharpen (README, "The atlas"), so these figures show where the
+phenomenon appears, not how common it is."""
 
 
 #: Every paper the figures and the README use: (authors, title, arXiv id), in the order

@@ -84,9 +84,11 @@ def make(ctx: Context) -> Section:
         f"{describe_network(heavy[0])}. (a) GD (Figure 1's η = {eta:g} run) and Polyak's "
         f"heavy ball (v ← βv − η∇L, w ← w + v) at β = "
         + " and ".join(f"{c.beta:g}" for c in heavy)
-        + " from the same initialisation and step size; (b) Nesterov's momentum. Dashed: "
-        "each optimizer's critical sharpness on a quadratic, derived by the Schur–Cohn test "
-        "in `minimal_eos.thresholds`.")
+        + f" from the same initialisation and step size; (b) Nesterov's momentum "
+        f"(β = {c_nest.beta:g}) from the same initialisation at its own step size "
+        f"η = {c_nest.eta:g}. Dashed: each optimizer's critical sharpness on a quadratic, "
+        "derived by the Schur–Cohn test in `minimal_eos.thresholds` (the momentum "
+        "thresholds are those of Cohen et al., arXiv 2103.00065).")
     table = summary_table([(f"{names[k]}, η = {row['eta']:g}", row)
                            for k, row in rows.items()])
     parts = []
@@ -115,10 +117,13 @@ def make(ctx: Context) -> Section:
                       if row["onset"] is not None)
         text += (f" Nesterov's catapult is {'the largest' if largest else 'not the largest'} "
                  f"of the {len(rows)} (peak {nest['peak']:.2f} at step {nest['peak_at']}, "
-                 f"{100 * (nest['overshoot'] - 1):.0f}% above its edge), and its plateau stays "
-                 f"{100 * nest['plateau_rel']:+.1f}% from the edge, still "
-                 f"{100 * (1 - nest['plateau'] / (2 / c_nest.eta)):.0f}% below GD's 2/η = "
-                 f"{2 / c_nest.eta:.2f} at the same η.")
+                 f"{100 * (nest['overshoot'] - 1):.0f}% above its edge; it ran at "
+                 f"η = {c_nest.eta:g}, the others at η = {eta:g}, so this compares catapults "
+                 f"at different step sizes), and its plateau stays "
+                 f"{100 * nest['plateau_rel']:+.1f}% from its edge, "
+                 f"{100 * (1 - nest['plateau'] / (2 / c_nest.eta)):.0f}% below 2/η = "
+                 f"{2 / c_nest.eta:.2f}, the critical sharpness of GD at its η on a "
+                 f"quadratic (no GD run at that η is shown).")
     text += ("\n\n" + table + "\n\nOn a quadratic, heavy ball's critical sharpness is (1+β) "
              "times GD's at the same η, and Nesterov's lies below 2/η.")
     return Section(file=rel, caption=caption, text=text, numbers=rows)

@@ -177,7 +177,8 @@ def make(ctx: Context) -> Section:
     numbers = {"damped": damped, "undamped": free}
     d = damped
     caption = (
-        f"GD with η = {d['eta']:g} on the cubic model L = x²/η + (√β/2)x²Y − (α/√β)Y + "
+        f"GD with η = {d['eta']:g} on the cubic model of Damian, Nichani and Lee (arXiv "
+        f"2209.15594) L = x²/η + (√β/2)x²Y − (α/√β)Y + "
         f"(h/2)Y² + (stable quadratic directions), written in a random rotation of its frame, "
         f"with α = {d['alpha']:g}, β = {d['beta']:g}; top row damped (h = {d['damping']:g}), "
         f"bottom row undamped (h = {free['damping']:g}); the sharpness at the expansion "
@@ -190,7 +191,8 @@ def make(ctx: Context) -> Section:
 
     def order(n: dict) -> str:
         return (f"{'always' if n['in_order'] else 'not always'} in the predicted order "
-                f"1 → 2 → 3 → 4 → 1, {n['cycles']} complete cycle(s) in {n['steps']} steps")
+                f"1 → 2 → 3 → 4 → 1, {n['cycles']} complete "
+                f"cycle{'' if n['cycles'] == 1 else 's'} in {n['steps']} steps")
 
     text = (
         f"Damped run (h = {d['damping']:g}): the phases follow each other {order(d)}. "

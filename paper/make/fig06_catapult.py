@@ -151,7 +151,8 @@ def make(ctx: Context) -> Section:
                "widths": [int(w) for w in widths],
                "steps": int(r["steps"]), "max_final_mu_catapult": max_final}
     caption = (
-        "GD on the uv model f = u·v/√n with one example (x = 1, y = 0), squared loss. "
+        "GD on the uv model of Lewkowycz et al. (arXiv 2003.02218; see also Kalra et al., "
+        "arXiv 2311.02076) f = u·v/√n with one example (x = 1, y = 0), squared loss. "
         "(a) Outcome of every run against η λ₀, where λ₀ is the initial neural tangent "
         "kernel (the sharpness at a minimum); each band of rows is one width, each row "
         "one initialisation. (b) η times the sharpness of the minimum reached by the "

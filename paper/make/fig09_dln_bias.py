@@ -133,7 +133,9 @@ def make(ctx: Context) -> Section:
                "increases_eos": [int(np.min(r["loss_increases"][eos])),
                                  int(np.max(r["loss_increases"][eos]))] if eos.any() else None}
     caption = (
-        f"GD on the diagonal linear network β = u ⊙ v (initialisation scale α = "
+        f"GD on the diagonal linear network β = u ⊙ v (Woodworth et al., arXiv 2002.09277; "
+        f"the effective initialisation of large steps is Even et al.'s, arXiv 2302.08982; "
+        f"initialisation scale α = "
         f"{r['alpha']:g}) for sparse regression with n = {cfg['n']} examples, d = {cfg['d']} "
         f"coordinates and a {cfg['k']}-sparse ground truth β*, over {len(etas)} step sizes "
         f"up to the divergence threshold (at most {cfg['steps']} steps each). Dashed: "
