@@ -715,14 +715,12 @@ def main(argv: list[str] | None = None) -> int:
              else f", {where}") + f"; results in {out}", flush=True)
     if args.estimate:
         return 0
-    client = None
-    if args.scheduler is not None:
-        from distributed import Client
+    from validation.sweep import connect
 
-        try:
-            client = Client(args.scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            parser.error(f"cannot reach the scheduler at {args.scheduler}: {exc}")
+    try:
+        client = connect(args.scheduler)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         outcome = run_atlas(settings, seeds, run, out, client=client, workers=args.workers,
                             progress=not args.no_progress)

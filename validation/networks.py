@@ -135,24 +135,14 @@ class Network:
     def apply(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Network output for a batch ``x`` of shape ``(B, *input_shape)``: ``(B, num_outputs)``."""
         phi = ACTIVATIONS.get(self.activation, torch.tanh)
-        ntk = self.parametrization == "ntk"
         if self.arch == "transformer":
             return self._transformer(w, x, phi)
         h = x
-        offset = 0
         if self.arch != "cnn":
             h = h.reshape(h.shape[0], -1)
         last = len(self.layers) - 1
-        for i, lay in enumerate(self.layers):
-            size = math.prod(lay.weight_shape)
-            weight = w[offset: offset + size].view(lay.weight_shape)
-            offset += size
-            bias = None
-            if lay.bias:
-                bias = w[offset: offset + lay.weight_shape[0]]
-                offset += lay.weight_shape[0]
-            if ntk:
-                weight = weight / math.sqrt(lay.fan_in)
+        for i, (lay, (weight, bias)) in enumerate(zip(self.layers, self._weights(w),
+                                                      strict=True)):
             if lay.kind == "conv":
                 conv = F.conv1d if h.dim() == 3 else F.conv2d
                 h = conv(h, weight, bias, padding=1)

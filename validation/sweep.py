@@ -718,6 +718,24 @@ def _local_cluster(workers: int | None, todo: list, dashboard: int | None):
     return cluster, Client(cluster)
 
 
+def connect(scheduler: str | None):
+    """A client of the dask scheduler at ``scheduler``, or None for a local cluster.
+
+    Raises
+    ------
+    ValueError
+        The scheduler cannot be reached within 20 seconds.
+    """
+    if scheduler is None:
+        return None
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(f"cannot reach the scheduler at {scheduler}: {exc}") from None
+
+
 def _warn_without_gpus(client, todo: list) -> None:
     need = sum(1 for e in todo if e.resources)
     if not need:
@@ -838,14 +856,10 @@ def main(argv: list[str] | None = None) -> int:
         records = {e.key: rec for e in entries if (rec := read_result(out, e.key)) is not None}
         print(format_summary(entries, records))
         return 0
-    client = None
-    if args.scheduler is not None:
-        from distributed import Client
-
-        try:
-            client = Client(args.scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            parser.error(f"cannot reach the scheduler at {args.scheduler}: {exc}")
+    try:
+        client = connect(args.scheduler)
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"{len(entries)} configuration(s); results in {out}", flush=True)
     try:
         outcome = run_sweep(entries, out, client=client, workers=args.workers,
