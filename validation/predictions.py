@@ -213,15 +213,18 @@ def _ranks(values: list) -> np.ndarray:
     return (np.bincount(inverse, weights=ranks) / counts)[inverse]
 
 
-def cross_entropy_edge_rows(run: dict, *, what: str = "2/eta") -> list:
-    """Rows of the ``edge`` check for a cross-entropy run: reach, hover, then decline.
+def cross_entropy_edge_rows(run: dict, *, check: str = "edge", prefix: str = "a",
+                            after: int = 0, what: str = "2/eta") -> list:
+    """Rows of an edge check for a cross-entropy run: reach, hover, then decline.
 
     With cross-entropy the sharpness rises to ``2/eta`` and hovers there, and later
     declines as the loss is driven towards zero (Cohen et al., arXiv 2103.00065): the
     curvature of the loss in the logits, ``diag(p) - p p^T``, vanishes as the softmax
     saturates. The rows of :func:`edge_rows` come first; ``a.plateau`` and ``a.band``,
     which expect the sharpness at the edge for the rest of the run, are kept with their
-    numbers but are not applicable. Then:
+    numbers but are not applicable. Then (named here for the ``edge`` check, prefix
+    ``a``; the ``momentum`` and ``drop`` checks of a cross-entropy run take the same
+    rows with their own prefix and edge, the drop's from the drop on):
 
     * ``a.ce-reach``: the highest tracked sharpness ``max S`` against the edge; error
       ``max(0, 1 - max S / edge)``, tolerance 2% (as ``a.rise``: the sample before a
@@ -243,14 +246,20 @@ def cross_entropy_edge_rows(run: dict, *, what: str = "2/eta") -> list:
     run : dict
         A run record (``sharpness`` as ``(t, S)``, ``loss`` with ``loss[t]`` the loss at
         step ``t``, ``edge``, optionally ``diverged_at``).
+    check : str
+        Check name (``"edge"``, ``"momentum"``, ``"drop"``).
+    prefix : str
+        Row-name prefix (``"a"``, ``"b"``, ``"c"``).
+    after : int
+        Ignore steps before this one (the step of a step-size drop).
     what : str
         Text naming the edge in the ``quantity`` column.
 
     Returns
     -------
     list
-        ``a.rise``, ``a.plateau``, ``a.band``, ``a.ce-reach``, ``a.ce-hover``,
-        ``a.ce-decline``, all of check ``"edge"``.
+        ``rise``, ``plateau``, ``band``, ``ce-reach``, ``ce-hover``, ``ce-decline`` under
+        ``prefix``, all of check ``check``.
 
     Notes
     -----
@@ -264,21 +273,22 @@ def cross_entropy_edge_rows(run: dict, *, what: str = "2/eta") -> list:
     is half-way between no relation and a perfectly monotone one.
     """
     edge = run["edge"]
-    rows = edge_rows("edge", "a", run, what=what)
+    rows = edge_rows(check, prefix, run, after=after, what=what)
     not_applicable(rows[1:], "cross-entropy: the sharpness is predicted to decline from the "
-                             "edge as the loss falls (a.ce-hover, a.ce-decline judge it)")
+                             f"edge as the loss falls ({prefix}.ce-hover, {prefix}.ce-decline "
+                             "judge it)")
     loss = run["loss"]
-    pts = [(t, s) for t, s in run["sharpness"] if t < len(loss)]
+    pts = [(t, s) for t, s in run["sharpness"] if after <= t < len(loss)]
     peak_at = max(range(len(pts)), key=lambda i: pts[i][1]) if pts else None
     peak = pts[peak_at][1] if pts else math.nan
     reach = peak / edge
     reach_reason = ""
     if not pts:
-        reach_reason = "no tracked steps"
+        reach_reason = f"no tracked steps{f' from step {after} on' if after else ''}"
     elif not any(s < RISE_BELOW * edge for _, s in pts[:peak_at]):
         reach_reason = ("the sharpness was never 10% below the edge before its peak: no rise "
                         "to observe")
-    rows.append(row("edge", "a.ce-reach", f"highest tracked sharpness / {what}", 1.0, reach,
+    rows.append(row(check, f"{prefix}.ce-reach", f"highest tracked sharpness / {what}", 1.0, reach,
                     max(0.0, 1.0 - reach) if math.isfinite(reach) else math.nan, 0.02,
                     f"peak {peak:.4g} at step {pts[peak_at][0]}" if pts else "",
                     reason=reach_reason))
@@ -296,7 +306,7 @@ def cross_entropy_edge_rows(run: dict, *, what: str = "2/eta") -> list:
                       f"{'the end' if fall is None else f'step {fall}'}; loss at onset "
                       f"{loss[on]:.4g}; median S/edge {median(hover) / edge:.4g}")
     no_onset = "no onset: the sharpness never reached the edge from below"
-    rows.append(row("edge", "a.ce-hover",
+    rows.append(row(check, f"{prefix}.ce-hover",
                     f"fraction of steps with |S/edge - 1| <= {BAND} until the loss fell by "
                     f"{CE_LOSS_FALL:g}x from onset", 1.0, frac, 1.0 - frac, 0.1, hover_note,
                     reason="" if on is not None else no_onset))
@@ -317,7 +327,7 @@ def cross_entropy_edge_rows(run: dict, *, what: str = "2/eta") -> list:
         decline_note = (f"{len(late)} tracked steps from step {fall}: S/edge "
                         f"{late[0][0] / edge:.4g} -> {late[-1][0] / edge:.4g}, loss "
                         f"{late[0][1]:.4g} -> {late[-1][1]:.4g}")
-    rows.append(row("edge", "a.ce-decline",
+    rows.append(row(check, f"{prefix}.ce-decline",
                     "rank correlation of the sharpness and the loss after the hover window",
                     1.0, rho, 1.0 - rho, 0.5, decline_note, reason=decline_reason))
     return rows[:3] + not_applicable_if_diverged(rows[3:], run)
@@ -513,14 +523,19 @@ def constrained_rows(res: dict) -> list:
              reason=reason)], main)
 
 
-def drop_rows(res: dict, drop_step: int) -> list:
+def drop_rows(res: dict, drop_step: int, *, cross_entropy: bool = False) -> list:
     """(c) after the step-size drop, sharpening resumes up to the new edge.
 
     Not applicable when the main run diverged before the drop (the drop run branches
-    from it), besides the premises of :func:`edge_rows`.
+    from it), besides the premises of :func:`edge_rows` (of
+    :func:`cross_entropy_edge_rows` when ``cross_entropy``).
     """
     run = dict(res["runs"]["drop"])
-    rows = edge_rows("drop", "c", run, after=drop_step, what="the new 2/eta")
+    if cross_entropy:
+        rows = cross_entropy_edge_rows(run, check="drop", prefix="c", after=drop_step,
+                                       what="the new 2/eta")
+    else:
+        rows = edge_rows("drop", "c", run, after=drop_step, what="the new 2/eta")
     # The rise after a drop starts at the old edge, which is below the new one by the
     # drop factor; ``edge_rows`` measures it from the lowest point after the drop.
     main = res["runs"].get("main", {})
@@ -715,13 +730,17 @@ def evaluate(res: dict, config) -> list:
     name = {"gd": "2/eta", "heavy_ball": "2(1+beta)/eta",
             "nesterov": "(2+2beta)/((1+2beta)eta)", "sgd": "2/eta", "rmsprop": "2/eta",
             "adam": "(2+2beta1)/((1-beta1)eta)"}[main["optimizer"]]
+    ce = config.loss == "ce"
     if "edge" in checks:
-        rows += (cross_entropy_edge_rows(main, what=name) if config.loss == "ce"
+        rows += (cross_entropy_edge_rows(main, what=name) if ce
                  else edge_rows("edge", "a", main, what=name))
     if "momentum" in checks:
-        rows += edge_rows("momentum", "b", res["runs"]["momentum"], what="2(1+beta)/eta")
+        hb = res["runs"]["momentum"]
+        rows += (cross_entropy_edge_rows(hb, check="momentum", prefix="b",
+                                         what="2(1+beta)/eta") if ce
+                 else edge_rows("momentum", "b", hb, what="2(1+beta)/eta"))
     if "drop" in checks:
-        rows += drop_rows(res, config.drop_step)
+        rows += drop_rows(res, config.drop_step, cross_entropy=ce)
     if "central-flow" in checks:
         rows += central_flow_rows(res, config.window)
     if "self-stabilization" in checks:

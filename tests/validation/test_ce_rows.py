@@ -198,3 +198,41 @@ def test_a_real_cross_entropy_run_reaches_the_edge_and_declines(full):
     hover = [s for t, s in main["sharpness"] if onset <= t < fall]
     assert rows["a.ce-hover"]["status"] != "not applicable"
     assert rows["a.ce-hover"]["measured"] == np.mean([0.8 <= s / edge <= 1.2 for s in hover])
+
+
+def _shifted(run, by):
+    """``run`` whose tracked steps and loss start ``by`` steps later, after ``by`` steps
+    far above the edge with a loss of 1 (what a drop run carries from before its drop)."""
+    pre = [(t, 50.0) for t in range(0, by, 5)]
+    return {"edge": run["edge"], "loss": [1.0] * by + run["loss"],
+            "sharpness": pre + [(t + by, s) for t, s in run["sharpness"]]}
+
+
+def test_momentum_and_drop_of_a_cross_entropy_run_take_the_same_rows():
+    """With cross-entropy, the heavy-ball run is judged by reach/hover/decline against its
+    own edge, and the drop run by the same rows from the drop on: the steps before the
+    drop (sharpness 5x the edge) enter neither."""
+    good = _run(RISE, HOVER, DECLINE)
+    stuck = _run(RISE, HOVER, [12.0] * 20)          # hovers above the edge as the loss falls
+    res = {"runs": {"main": {**good, "optimizer": "gd"}, "momentum": good,
+                    "drop": _shifted(good, 100)}}
+    config = SimpleNamespace(checks=("momentum", "drop"), loss="ce", drop_step=100)
+    rows = {r["name"]: r for r in evaluate(res, config)}
+    for prefix, check in (("b", "momentum"), ("c", "drop")):
+        names = [n.replace("a.", f"{prefix}.") for n in NAMES]
+        assert [n for n in rows if n.startswith(prefix)] == names
+        assert {rows[n]["check"] for n in names} == {check}
+        assert all(rows[f"{prefix}.{n}"]["holds"] for n in ("ce-reach", "ce-hover",
+                                                             "ce-decline"))
+        assert rows[f"{prefix}.plateau"]["status"] == "not applicable"
+    assert rows["c.ce-reach"]["measured"] == 1.05        # the peak after the drop, not 5.0
+    assert rows["c.rise"]["note"] == "S from 5 rose to 10.5; onset at step 115"
+    assert rows["c.ce-hover"]["note"].startswith("9 tracked steps from the onset at step 115")
+    res["runs"]["momentum"] = stuck
+    res["runs"]["drop"] = _shifted(stuck, 100)
+    rows = {r["name"]: r for r in evaluate(res, config)}
+    assert rows["b.ce-decline"]["status"] == rows["c.ce-decline"]["status"] == "fails"
+    # squared loss keeps the plateau rows for both
+    mse = {r["name"] for r in evaluate(res, SimpleNamespace(checks=("momentum", "drop"),
+                                                            loss="mse", drop_step=100))}
+    assert mse == {"b.rise", "b.plateau", "b.band", "c.rise", "c.plateau", "c.band"}
