@@ -291,7 +291,7 @@ def run_atlas(settings: list[Setting], seeds: int, run: dict, out_dir: str | os.
     in either stage is recorded and the atlas goes on.
     """
     from validation.preflight import check_concurrent_memory
-    from validation.sweep import _local_cluster, expand_spec, run_sweep
+    from validation.sweep import expand_spec, local_cluster, run_sweep
 
     t0 = time.perf_counter()
     out = os.path.abspath(os.fspath(out_dir))
@@ -304,7 +304,7 @@ def run_atlas(settings: list[Setting], seeds: int, run: dict, out_dir: str | os.
     try:
         if missing:
             if client is None:
-                own = _local_cluster(workers, [], None)
+                own = local_cluster(workers, [], None)
                 client = own[1]
             errors = _measure_stage(client, missing, s0s, out, progress)
         spec = build_spec(settings, seeds, run, s0s)
@@ -363,6 +363,55 @@ def _measure_stage(client, missing: list, s0s: dict, out: str, progress: bool) -
         if bar is not None:
             bar.close()
     return errors
+
+
+# -- the atlas as a cached job of the paper ------------------------------------------------------
+def job_config(settings: list[Setting], seeds: int, run: dict) -> dict:
+    """The JSON-able description of a matrix, for :func:`atlas_job`: the settings (as
+    their fields), the seed count and the run fields."""
+    return {"settings": [[s.arch, s.loss, s.readout, s.parametrization] for s in settings],
+            "seeds": seeds, "run": run}
+
+
+def atlas_job(config: dict, workdir: str) -> dict:
+    """Run the matrix of ``config`` (:func:`job_config`) in ``workdir`` and return what the
+    paper draws from it.
+
+    ``workdir`` is an atlas output folder (:func:`run_atlas`): runs finished there are not
+    run again, so ``python -m validation.atlas --out WORKDIR`` with the same matrix and the
+    paper's job share their runs.
+
+    Returns
+    -------
+    dict
+        ``lines`` (:func:`aggregate`), ``runs`` (per run: ``setting`` as its four fields,
+        ``seed``, ``s0``, ``eta``, ``onset`` and ``diverged_at`` steps or None,
+        ``seconds`` of the run, ``status``, ``error``), ``wall`` (seconds of this call)
+        and ``markdown`` (:func:`format_markdown`).
+    """
+    settings = [Setting(*s) for s in config["settings"]]
+    outcome = run_atlas(settings, config["seeds"], config["run"], workdir, workers=None,
+                        progress=sys.stderr.isatty())
+    runs = []
+    for r in outcome.runs:
+        rec = outcome.records.get(r.key, {})
+        m = rec.get("measurements", {})
+        runs.append({"setting": [r.setting.arch, r.setting.loss, r.setting.readout,
+                                 r.setting.parametrization], "seed": r.seed, "s0": r.s0,
+                     "eta": rec.get("config", {}).get("eta", math.nan),
+                     "onset": m.get("onset_step"), "diverged_at": m.get("diverged_at"),
+                     "seconds": rec.get("seconds", math.nan),
+                     "status": rec.get("status", "failed"),
+                     "error": r.error or rec.get("error", "")})
+    lines = aggregate(outcome.runs, outcome.records)
+    return {"lines": lines, "runs": runs, "wall": outcome.seconds,
+            "markdown": format_markdown(lines, outcome.runs, outcome.records)}
+
+
+def runs_of(result: dict) -> list[Run]:
+    """The :class:`Run` objects of an :func:`atlas_job` result (for :func:`draw_heatmap`)."""
+    return [Run(Setting(*r["setting"]), r["seed"], None, r["s0"], r["error"])
+            for r in result["runs"]]
 
 
 # -- the atlas from the records -----------------------------------------------------------------

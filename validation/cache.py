@@ -73,22 +73,27 @@ class Job:
     config : dict
         Everything the result depends on (JSON-able).
     func : callable
-        ``func(config) -> dict``; a module-level function, so that jobs can run in other
-        processes.
+        ``func(config) -> dict`` (``func(config, workdir) -> dict`` with ``workdir``); a
+        module-level function, so that jobs can run in other processes.
     version : int
         Bumped when ``func`` changes what it returns.
     cost : float
         Rough relative cost, used only to start long jobs first.
     label : str
         Text for progress messages.
+    workdir : bool
+        The job keeps intermediate files in a folder of the cache,
+        ``<key>.work`` beside its result, which ``func`` gets as its second argument: a
+        long job (a sweep of many runs) killed half-way resumes from there.
     """
 
     kind: str
     config: dict
-    func: Callable[[dict], dict]
+    func: Callable[..., dict]
     version: int = 1
     cost: float = 1.0
     label: str = field(default="")
+    workdir: bool = False
 
     def __post_init__(self) -> None:
         if not self.kind or not all(c.isalnum() or c in "-_" for c in self.kind):
@@ -116,6 +121,10 @@ class Cache:
     def path(self, job: Job) -> str:
         """Where ``job``'s result lives."""
         return os.path.join(self.root, job.key + ".npz")
+
+    def workdir(self, job: Job) -> str:
+        """The folder of ``job``'s intermediate files (for jobs with ``workdir``)."""
+        return os.path.join(self.root, job.key + ".work")
 
     def has(self, job: Job) -> bool:
         """Whether ``job``'s result is on disk."""
@@ -168,7 +177,8 @@ class Cache:
     def compute(self, job: Job) -> str:
         """Run ``job`` (timed) and write its result; returns the path."""
         t0 = time.perf_counter()
-        result = job.func(job.config)
+        result = (job.func(job.config, self.workdir(job)) if job.workdir
+                  else job.func(job.config))
         return self.save(job, result, seconds=round(time.perf_counter() - t0, 3))
 
     def get(self, job: Job, *, force: bool = False) -> dict:

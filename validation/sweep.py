@@ -542,7 +542,7 @@ def _sweep(entries, out_dir, client, workers, resume, checkpoints, progress, spe
         own = client is None
         cluster = None
         if own:
-            cluster, client = _local_cluster(workers, todo, dashboard)
+            cluster, client = local_cluster(workers, todo, dashboard)
         try:
             _warn_without_gpus(client, todo)
             _run_tasks(client, todo, out_dir, checkpoints, progress, len(entries),
@@ -689,7 +689,7 @@ def _check_same_sweep(out_dir: str, keys: list) -> None:
                          "spec, or other --threads); use another --out or remove the folder")
 
 
-def _local_cluster(workers: int | None, todo: list, dashboard: int | None):
+def local_cluster(workers: int | None, todo: list, dashboard: int | None):
     """A LocalCluster on 127.0.0.1 (one thread per worker process) and its client.
 
     Its worker processes preload :mod:`validation.children`, so that they die with this

@@ -20,4 +20,5 @@ FIGURE_MODULES = (
     "fig12_sgd",
     "fig13_adam",
     "fig14_stochastic",
+    "fig15_atlas",
 )

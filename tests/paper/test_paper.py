@@ -69,6 +69,30 @@ def test_cache_round_trip_and_force(tmp_path):
     assert cache.path(other) != cache.path(job)
 
 
+def test_a_job_with_a_work_folder_resumes_from_it(tmp_path):
+    """A ``workdir`` job gets ``<cache>/<key>.work``; what a killed attempt left there is
+    what the next attempt finds."""
+    def steps(config, workdir):
+        os.makedirs(workdir, exist_ok=True)
+        done = [f for f in os.listdir(workdir) if f.startswith("step")]
+        for i in range(len(done), config["n"]):
+            if i == config["die_at"] and not os.path.exists(os.path.join(workdir, "died")):
+                open(os.path.join(workdir, "died"), "w").close()
+                raise KeyboardInterrupt
+            open(os.path.join(workdir, f"step{i}"), "w").close()
+        return {"files": sorted(os.listdir(workdir))}
+
+    cache = Cache(tmp_path)
+    job = Job("resumable", {"n": 4, "die_at": 2}, steps, workdir=True)
+    assert cache.workdir(job) == os.path.join(str(tmp_path), job.key + ".work")
+    with pytest.raises(KeyboardInterrupt):
+        cache.get(job)
+    assert not cache.has(job) and sorted(os.listdir(cache.workdir(job))) == [
+        "died", "step0", "step1"]
+    assert cache.get(job)["files"] == ["died", "step0", "step1", "step2", "step3"]
+    assert cache.get(Job("plain", {"n": 2, "name": "x"}, _square))["sum"] == 1.0
+
+
 def test_figure_selection():
     modules = load_modules(None)
     numbers = [m.NUMBER for m in modules]

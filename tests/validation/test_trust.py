@@ -526,7 +526,7 @@ def test_the_quadratic_check_worker_dies_with_compare(tmp_path):
 #: backtracks for hours), so that no thread of the worker can act on its parent's death.
 HOLD_THE_GIL = """
 import pathlib, sys, time
-from validation.sweep import _local_cluster
+from validation.sweep import local_cluster
 
 def hold(flag):
     import re
@@ -534,7 +534,7 @@ def hold(flag):
     re.match(r"(a+)+$", "a" * 64 + "b")
 
 if __name__ == "__main__":
-    cluster, client = _local_cluster(1, [], None)
+    cluster, client = local_cluster(1, [], None)
     future = client.submit(hold, sys.argv[1])
     time.sleep(600)
 """
