@@ -48,7 +48,7 @@ ARCHS = {
     "tanh-mlp": {"arch": "mlp", "activation": "tanh", "width": 32, "depth": 2},
     "relu-mlp": {"arch": "mlp", "activation": "relu", "width": 32, "depth": 2},
     "cnn": {"arch": "cnn", "activation": "relu", "width": 16, "depth": 2},
-    "transformer": {"arch": "transformer", "width": 32, "depth": 1},
+    "transformer": {"arch": "transformer", "width": 16, "depth": 1},
 }
 LOSSES = ("mse", "ce")
 #: Read-out initialisations: name -> ``readout_scale``.
@@ -58,8 +58,8 @@ PARAMETRIZATIONS = ("standard", "ntk")
 #: :mod:`validation.compare` starts at about 0.63).
 ETA_FRACTION = 0.6
 #: Run fields common to every setting of the full atlas.
-FULL = {"dataset": "mnist1d", "n": 200, "steps": 250, "drop_step": 150, "drop_factor": 1.5,
-        "record_every": 10,
+FULL = {"dataset": "mnist1d", "n": 128, "steps": 200, "drop_step": 120, "drop_factor": 1.5,
+        "track_every": 10, "record_every": 20,
         "checks": ["edge", "self-stabilization", "central-flow", "flow-distance", "momentum",
                    "drop"]}
 FULL_SEEDS = 3
