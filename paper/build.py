@@ -79,7 +79,7 @@ class Context:
     def result(self, job: Job) -> dict:
         """The result of ``job`` (computed if missing, or if forced and not yet redone)."""
         if (self.force and job.key not in self.computed) or not self.cache.has(job):
-            self.cache.compute(job)
+            self.cache.compute(job, fresh=self.force)
             self.computed.add(job.key)
         return self.cache.load(job)
 
@@ -89,10 +89,10 @@ class Context:
         return os.path.join(self.out, *rel.split("/")), rel
 
 
-def _compute(cache_root: str, job: Job) -> tuple[str, float]:
+def _compute(cache_root: str, job: Job, fresh: bool) -> tuple[str, float]:
     """Worker: compute one job into the cache; returns its key and seconds."""
     t0 = time.perf_counter()
-    Cache(cache_root).compute(job)
+    Cache(cache_root).compute(job, fresh=fresh)
     return job.key, time.perf_counter() - t0
 
 
@@ -131,7 +131,7 @@ def compute_missing(jobs: list[Job], ctx: Context, *, workers: int = 1,
         for job in order:
             if bar is not None:
                 bar.set_postfix_str(job.label or job.kind)
-            ctx.cache.compute(job)
+            ctx.cache.compute(job, fresh=ctx.force)
             done.append(job.key)
             if bar is not None:
                 bar.update(1)
@@ -139,7 +139,7 @@ def compute_missing(jobs: list[Job], ctx: Context, *, workers: int = 1,
         with ProcessPoolExecutor(max_workers=min(workers, len(order)),
                                  mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker) as pool:
-            futures = [pool.submit(_compute, ctx.cache.root, job) for job in order]
+            futures = [pool.submit(_compute, ctx.cache.root, job, ctx.force) for job in order]
             for fut in as_completed(futures):
                 key, _ = fut.result()
                 done.append(key)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,8 +175,13 @@ class Cache:
         atomic_write(path, _write)
         return path
 
-    def compute(self, job: Job) -> str:
-        """Run ``job`` (timed) and write its result; returns the path."""
+    def compute(self, job: Job, *, fresh: bool = False) -> str:
+        """Run ``job`` (timed) and write its result; returns the path.
+
+        ``fresh``: first delete the job's work folder, so that nothing is resumed.
+        """
+        if fresh and job.workdir:
+            shutil.rmtree(self.workdir(job), ignore_errors=True)
         t0 = time.perf_counter()
         result = (job.func(job.config, self.workdir(job)) if job.workdir
                   else job.func(job.config))
@@ -184,7 +190,7 @@ class Cache:
     def get(self, job: Job, *, force: bool = False) -> dict:
         """The result of ``job``: read from disk, or computed, written, then read back."""
         if force or not self.has(job):
-            self.compute(job)
+            self.compute(job, fresh=force)
         return self.load(job)
 
 

@@ -90,6 +90,10 @@ def test_a_job_with_a_work_folder_resumes_from_it(tmp_path):
     assert not cache.has(job) and sorted(os.listdir(cache.workdir(job))) == [
         "died", "step0", "step1"]
     assert cache.get(job)["files"] == ["died", "step0", "step1", "step2", "step3"]
+    # forced: the work folder is cleared first, so the job starts over
+    with pytest.raises(KeyboardInterrupt):
+        cache.get(job, force=True)
+    assert sorted(os.listdir(cache.workdir(job))) == ["died", "step0", "step1"]
     assert cache.get(Job("plain", {"n": 2, "name": "x"}, _square))["sum"] == 1.0
 
 
@@ -141,13 +145,13 @@ def test_quick_build(tmp_path, full):
     assert set(numbers) == {m.NAME for m in modules}
     build = json.loads((out / "build.json").read_text())
     assert build["mode"] == "quick" and build["from_scratch"]
-    cached = sorted(os.listdir(out / "cache"))
+    cached = sorted(f for f in os.listdir(out / "cache") if f.endswith(".npz"))
     assert len(cached) == build["results"]
     rebuild = cmd + (["--force"] if full else [])
     proc = subprocess.run(rebuild, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "numbers.json").read_text()) == numbers
-    assert sorted(os.listdir(out / "cache")) == cached
+    assert sorted(f for f in os.listdir(out / "cache") if f.endswith(".npz")) == cached
     again = json.loads((out / "build.json").read_text())
     assert again["computed"] == (again["results"] if full else 0)
     # --only ... --text prints the figure's own section, the one paper.md embeds
