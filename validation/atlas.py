@@ -386,6 +386,8 @@ def atlas_job(config: dict, workdir: str) -> dict:
     dict
         ``lines`` (:func:`aggregate`), ``runs`` (per run: ``setting`` as its four fields,
         ``seed``, ``s0``, ``eta``, ``onset`` and ``diverged_at`` steps or None,
+        ``peak_ratio`` (the highest tracked sharpness of the main run over its edge),
+        ``rose_above_start`` (whether a later tracked sharpness exceeded the first),
         ``seconds`` of the run, ``status``, ``error``), ``wall`` (seconds of this call)
         and ``markdown`` (:func:`format_markdown`).
     """
@@ -396,10 +398,15 @@ def atlas_job(config: dict, workdir: str) -> dict:
     for r in outcome.runs:
         rec = outcome.records.get(r.key, {})
         m = rec.get("measurements", {})
+        sharp = [s for _, s in rec.get("series", {}).get("sharpness", [])]
+        edge = m.get("edge", math.nan)
         runs.append({"setting": [r.setting.arch, r.setting.loss, r.setting.readout,
                                  r.setting.parametrization], "seed": r.seed, "s0": r.s0,
                      "eta": rec.get("config", {}).get("eta", math.nan),
                      "onset": m.get("onset_step"), "diverged_at": m.get("diverged_at"),
+                     "peak_ratio": max(sharp) / edge if sharp else math.nan,
+                     "rose_above_start": bool(sharp) and max(sharp[1:], default=-math.inf)
+                     > sharp[0],
                      "seconds": rec.get("seconds", math.nan),
                      "status": rec.get("status", "failed"),
                      "error": r.error or rec.get("error", "")})
@@ -437,10 +444,12 @@ def aggregate(runs: list[Run], records: dict) -> list[dict]:
         (``held / (held + failed)``, NaN when none applies), ``error_median``,
         ``error_min``, ``error_max`` (over the seeds where the row applies and its error
         is finite), ``tolerance``, ``eta_median``, ``start_ratio_max`` (the largest
-        ``S_0 eta / 2`` that the runs recorded at step 0) and ``reasons`` (the distinct
-        not-applicable reasons, numbers replaced by ``#``).
+        ``S_0 eta / 2`` that the runs recorded at step 0), ``reasons`` (the distinct
+        not-applicable reasons, numbers replaced by ``#``) and ``fail_reasons`` (likewise,
+        the reasons of rows that fail because their prediction could not be computed,
+        e.g. a central flow that stopped).
     """
-    from validation.predictions import HOLDS, NOT_APPLICABLE, count_statuses, status_of
+    from validation.predictions import FAILS, HOLDS, NOT_APPLICABLE, count_statuses, status_of
 
     by_setting: dict = {}
     for r in runs:
@@ -463,6 +472,8 @@ def aggregate(runs: list[Run], records: dict) -> list[dict]:
             held = sum(status_of(r) == HOLDS for r in rws)
             reasons = Counter(_pattern(r["reason"]) for r in rws
                               if status_of(r) == NOT_APPLICABLE)
+            fail_reasons = Counter(_pattern(r["reason"]) for r in rws
+                                   if status_of(r) == FAILS and r["reason"])
             lines.append({
                 "arch": setting.arch, "loss": setting.loss, "readout": setting.readout,
                 "parametrization": setting.parametrization, "check": rws[0]["check"],
@@ -476,7 +487,9 @@ def aggregate(runs: list[Run], records: dict) -> list[dict]:
                 "tolerance": rws[0]["tolerance"],
                 "eta_median": float(np.median(etas)) if etas else math.nan,
                 "start_ratio_max": max(starts) if starts else math.nan,
-                "reasons": " | ".join(f"{n}x {p}" for p, n in reasons.most_common())})
+                "reasons": " | ".join(f"{n}x {p}" for p, n in reasons.most_common()),
+                "fail_reasons": " | ".join(f"{n}x {p}" for p, n in
+                                           fail_reasons.most_common())})
     return lines
 
 
@@ -556,14 +569,13 @@ def format_markdown(lines: list[dict], runs: list[Run], records: dict) -> str:
             out.append(f"| {line['arch']} {line['loss']} {line['readout']} "
                        f"{line['parametrization']} | {line['eta_median']:.4g} | "
                        f"{line['held']} / {app} | {line['not_applicable']} | {err} |")
-        reasons: Counter = Counter()
-        for line in group:
-            for part in filter(None, line["reasons"].split(" | ")):
-                n, _, pattern = part.partition("x ")
-                reasons[pattern] += int(n)
-        if reasons:
-            out += ["", "Not applicable because:"]
-            out += [f"- {n} run(s): {p}" for p, n in reasons.most_common()]
+        for key, head in (("reasons", "Not applicable because:"),
+                          ("fail_reasons", "Fails because the prediction could not be "
+                                           "computed:")):
+            reasons = count_reasons(group, key)
+            if reasons:
+                out += ["", head]
+                out += [f"- {n} run(s): {p}" for p, n in reasons.most_common()]
         out.append("")
     failed = [r for r in runs if records.get(r.key, {}).get("status") != "done"]
     out.append(f"## Failed runs ({len(failed)})")
@@ -574,6 +586,17 @@ def format_markdown(lines: list[dict], runs: list[Run], records: dict) -> str:
     if not failed:
         out.append("None.")
     return "\n".join(out) + "\n"
+
+
+def count_reasons(lines: list[dict], key: str = "reasons") -> Counter:
+    """The reasons of the column ``key`` (``"reasons"`` or ``"fail_reasons"``) of
+    :func:`aggregate`'s ``lines``, counted over them."""
+    reasons: Counter = Counter()
+    for line in lines:
+        for part in filter(None, line[key].split(" | ")):
+            n, _, pattern = part.partition("x ")
+            reasons[pattern] += int(n)
+    return reasons
 
 
 def _one_per_setting(lines: list[dict]) -> list[dict]:

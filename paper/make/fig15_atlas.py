@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 from paper.build import Context, Section
 from paper.cache import Job
@@ -45,6 +44,8 @@ def _share(held: int, total: int) -> str:
 
 def summary(r: dict) -> dict:
     """Counts over the atlas's result: per prediction row, and where the edge is reached."""
+    from validation import atlas
+
     lines, runs = r["lines"], r["runs"]
     done = [x for x in runs if x["status"] == "done"]
     rows: dict = {}
@@ -61,6 +62,19 @@ def summary(r: dict) -> dict:
              d["all_fail"] if line["held"] == 0 else []).append(label)
         if math.isfinite(line["error_median"]):
             d["errors"].append(line["error_median"])
+    groups: dict = {}
+    for x in done:
+        arch, loss, readout, param = x["setting"]
+        g = groups.setdefault(f"{loss} {readout} {param}", {"runs": 0, "onset": 0,
+                                                           "rose": 0, "peaks": []})
+        g["runs"] += 1
+        g["onset"] += x["onset"] is not None
+        g["rose"] += bool(x["rose_above_start"])
+        g["peaks"].append(x["peak_ratio"])
+    for g in groups.values():
+        g["peak_range"] = [min(g["peaks"]), max(g["peaks"])]
+        del g["peaks"]
+    diverged = sorted({" ".join(x["setting"]) for x in done if x["diverged_at"] is not None})
     onsets: dict = {}
     for x in done:
         arch, loss, readout, _ = x["setting"]
@@ -76,6 +90,9 @@ def summary(r: dict) -> dict:
             "eta_range": [min(x["eta"] for x in done), max(x["eta"] for x in done)]
             if done else [],
             "diverged": sum(x["diverged_at"] is not None for x in done),
+            "diverged_settings": diverged,
+            "fail_reasons": dict(atlas.count_reasons(lines, "fail_reasons").most_common(3)),
+            "groups": groups,
             "rows": rows, "onsets": {f"{k[0]}={k[1]}": v for k, v in onsets.items()}}
 
 
@@ -115,21 +132,35 @@ def make(ctx: Context) -> Section:
         + "; ".join(onset_text(f"readout={k}", f"{k} read-out:") for k in atlas.READOUTS)
         + "; " + "; ".join(onset_text(f"loss={k}", f"{k}:") for k in atlas.LOSSES)
         + "; " + "; ".join(onset_text(f"arch={k}", f"{k}:") for k in atlas.ARCHS) + ".")
+    groups = ["| loss, read-out, parametrisation | runs | onset | sharpness rose above its "
+              "start | highest S/edge (min–max over runs) |", "|---|---|---|---|---|"]
+    for name, g in row["groups"].items():
+        lo, hi = g["peak_range"]
+        groups.append(f"| {name} | {g['runs']} | {g['onset']} | {g['rose']} | "
+                      f"{lo:.2f}–{hi:.2f} |")
+    parts.append("By loss, read-out initialisation and parametrisation (all four "
+                 "architectures together):\n\n" + "\n".join(groups) + "\n\n"
+                 "Where the sharpness never reaches the edge there is no edge of stability "
+                 "to test, and every row that needs an onset does not apply. Per "
+                 "prediction row, over all settings:")
     table = ["| row | check | holds / applicable | not applicable | every seed holds in "
              "| every seed fails in |", "|---|---|---|---|---|---|"]
     for name, d in row["rows"].items():
         app = d["held"] + d["failed"]
         table.append(f"| {name} | {d['check']} | {_share(d['held'], app)} | {d['na']} | "
                      f"{len(d['all_hold'])} settings | {len(d['all_fail'])} settings |")
-    reasons: Counter = Counter()
-    for line in r["lines"]:
-        for part in filter(None, line["reasons"].split(" | ")):
-            n, _, pattern = part.partition("x ")
-            reasons[pattern] += int(n)
+    reasons = atlas.count_reasons(r["lines"])
     common = "; ".join(f"{p} ({n} rows)" for p, n in reasons.most_common(3))
     text = " ".join(parts) + "\n\n" + "\n".join(table)
     if common:
         text += f"\n\nThe most frequent reasons a row does not apply: {common}."
+    if row["fail_reasons"]:
+        text += ("\n\nRows that fail because their prediction could not be computed, "
+                 "by reason (numbers replaced by #): " + "; ".join(
+                     f"{p} ({n} rows)" for p, n in row["fail_reasons"].items()) + ".")
+    if row["diverged_settings"]:
+        text += ("\n\nDiverged runs are in: " + "; ".join(row["diverged_settings"])
+                 + "; their rows do not apply.")
     if row["failed_runs"]:
         text += "\n\nRuns that did not finish: " + "; ".join(row["failed_runs"]) + "."
     return Section(file=rel, caption=caption, text=text, numbers=row)

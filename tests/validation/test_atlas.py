@@ -9,6 +9,8 @@ import csv
 import json
 import math
 import os
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -132,6 +134,33 @@ def test_the_csv_counts_equal_a_recount_of_the_result_files(quick):
             assert float(line["error_median"]) == pytest.approx(np.median(errors), rel=1e-9)
             assert float(line["error_min"]) == pytest.approx(min(errors), rel=1e-9)
             assert float(line["error_max"]) == pytest.approx(max(errors), rel=1e-9)
+        # the reasons of failing rows whose prediction could not be computed, counted
+        failing = Counter(re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", r["reason"])
+                          for r in rows if r["status"] == "fails" and r["reason"])
+        assert line["fail_reasons"] == " | ".join(f"{n}x {p}"
+                                                  for p, n in failing.most_common())
+
+
+def test_the_paper_job_reads_the_same_runs(quick):
+    """:func:`atlas.atlas_job` on the quick atlas's folder runs nothing more and returns
+    its lines and, per run, the numbers read from the run's own series."""
+    out, _ = quick
+    settings = atlas.matrix(QUICK["archs"], QUICK["losses"], QUICK["readouts"],
+                            QUICK["parametrizations"])
+    result = atlas.atlas_job(atlas.job_config(settings, QUICK["seeds"], atlas.QUICK_RUN),
+                             str(out))
+    assert [(x["row"], x["held"], x["failed"]) for x in result["lines"]] == [
+        (r["row"], int(r["held"]), int(r["failed"])) for r in _csv(out)]
+    by_seed = {(rec["overrides"]["loss"], rec["overrides"]["seed"]): rec
+               for rec in _results(out)}
+    assert len(result["runs"]) == len(by_seed)
+    for run in result["runs"]:
+        rec = by_seed[(run["setting"][1], run["seed"])]
+        s = [v for _, v in rec["series"]["sharpness"]]
+        assert run["status"] == "done" and run["onset"] == rec["measurements"]["onset_step"]
+        assert run["peak_ratio"] == max(s) / rec["measurements"]["edge"]
+        assert run["rose_above_start"] == (max(s[1:]) > s[0])
+        assert run["eta"] == rec["config"]["eta"]
 
 
 def test_every_run_starts_at_the_chosen_ratio_of_its_edge(quick):
