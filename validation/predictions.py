@@ -244,8 +244,10 @@ def cross_entropy_edge_rows(run: dict, *, check: str = "edge", prefix: str = "a"
     Parameters
     ----------
     run : dict
-        A run record (``sharpness`` as ``(t, S)``, ``loss`` with ``loss[t]`` the loss at
-        step ``t``, ``edge``, optionally ``diverged_at``).
+        A run record (``sharpness`` as ``(t, S)``, ``loss`` with ``loss[t - start]`` the
+        loss at step ``t``, ``edge``, optionally ``start`` (default 0: a run that branches
+        off at a later step, as the drop run, records its loss from there) and
+        ``diverged_at``).
     check : str
         Check name (``"edge"``, ``"momentum"``, ``"drop"``).
     prefix : str
@@ -277,8 +279,9 @@ def cross_entropy_edge_rows(run: dict, *, check: str = "edge", prefix: str = "a"
     not_applicable(rows[1:], "cross-entropy: the sharpness is predicted to decline from the "
                              f"edge as the loss falls ({prefix}.ce-hover, {prefix}.ce-decline "
                              "judge it)")
-    loss = run["loss"]
-    pts = [(t, s) for t, s in run["sharpness"] if after <= t < len(loss)]
+    start = run.get("start", 0)
+    loss = dict(enumerate(run["loss"], start))
+    pts = [(t, s) for t, s in run["sharpness"] if after <= t and t in loss]
     peak_at = max(range(len(pts)), key=lambda i: pts[i][1]) if pts else None
     peak = pts[peak_at][1] if pts else math.nan
     reach = peak / edge
@@ -296,8 +299,8 @@ def cross_entropy_edge_rows(run: dict, *, check: str = "edge", prefix: str = "a"
     fall = None
     if on is not None:
         threshold = loss[on] / CE_LOSS_FALL
-        fall = next((t for t in range(on, len(loss)) if loss[t] <= threshold), None)
-    end = len(loss) if fall is None else fall
+        fall = next((t for t in range(on, start + len(loss)) if loss[t] <= threshold), None)
+    end = start + len(loss) if fall is None else fall
     hover = [s for t, s in pts if on is not None and on <= t < end]
     frac = float(np.mean([abs(s / edge - 1) <= BAND for s in hover])) if hover else math.nan
     hover_note = ""

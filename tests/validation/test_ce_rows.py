@@ -201,10 +201,11 @@ def test_a_real_cross_entropy_run_reaches_the_edge_and_declines(full):
 
 
 def _shifted(run, by):
-    """``run`` whose tracked steps and loss start ``by`` steps later, after ``by`` steps
-    far above the edge with a loss of 1 (what a drop run carries from before its drop)."""
+    """``run`` as a drop run branching off at step ``by``: its loss is recorded from step
+    ``by`` on (``loss[0]`` is step ``by``'s), and its tracked sharpness carries the main
+    run's before the branch, far above the edge."""
     pre = [(t, 50.0) for t in range(0, by, 5)]
-    return {"edge": run["edge"], "loss": [1.0] * by + run["loss"],
+    return {"edge": run["edge"], "loss": list(run["loss"]), "start": by,
             "sharpness": pre + [(t + by, s) for t, s in run["sharpness"]]}
 
 
@@ -227,7 +228,9 @@ def test_momentum_and_drop_of_a_cross_entropy_run_take_the_same_rows():
         assert rows[f"{prefix}.plateau"]["status"] == "not applicable"
     assert rows["c.ce-reach"]["measured"] == 1.05        # the peak after the drop, not 5.0
     assert rows["c.rise"]["note"] == "S from 5 rose to 10.5; onset at step 115"
-    assert rows["c.ce-hover"]["note"].startswith("9 tracked steps from the onset at step 115")
+    assert rows["c.ce-hover"]["note"].startswith("9 tracked steps from the onset at step 115 "
+                                                  "to step 160")
+    assert rows["c.ce-decline"]["note"].startswith("20 tracked steps from step 160")
     res["runs"]["momentum"] = stuck
     res["runs"]["drop"] = _shifted(stuck, 100)
     rows = {r["name"]: r for r in evaluate(res, config)}
