@@ -117,7 +117,8 @@ def make(ctx: Context) -> Section:
         f"in which it holds; cell text: the median error over them; grey: the row applies "
         f"to no seed (a premise is missing, e.g. no onset of the edge).")
     parts = [f"{row['done']} of the {row['runs']} runs finished "
-             f"({row['run_seconds'] / 60:.1f} CPU-minutes of runs; step sizes "
+             f"({row['run_seconds'] / 60:.1f} min of run time summed over the runs, each on one "
+             f"worker process; step sizes "
              f"{row['eta_range'][0]:.3g} to {row['eta_range'][1]:.3g})"
              if row["eta_range"] else "No run finished"]
     parts[0] += (f"; {row['diverged']} diverged." if row["diverged"] else ".")
