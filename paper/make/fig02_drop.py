@@ -118,8 +118,9 @@ def make(ctx: Context) -> Section:
                 f"after the drop), overshot to {d['overshoot']:.2f} times it at step "
                 f"{d['peak_at']} and {back}; over the last two thirds of the time after "
                 f"onset it averaged {d['plateau']:.2f} ({100 * d['plateau_rel']:+.1f}% from "
-                f"2/η), with {100 * d['within']:.0f}% of the tracked steps after onset within "
-                f"±{100 * BAND:g}%.")
+                f"2/η), with {100 * d['within']:.0f}% of the tracked steps of that window "
+                f"within ±{100 * BAND:g}% ({100 * d['within_after_onset']:.0f}% of all "
+                f"tracked steps after onset, catapult included).")
     text = first + " ".join(parts)
     failed = [d for d in drops if d["onset"] is None]
     if failed and len(failed) < len(drops):

@@ -109,8 +109,8 @@ def make(ctx: Context) -> Section:
         text += (" Not every plateau sits on the edge: "
                  + "; ".join(f"{names[k]} averaged {100 * -rows[k]['plateau_rel']:.1f}% "
                              f"below its edge, with {100 * rows[k]['within']:.0f}% of the "
-                             f"tracked steps after onset within ±{100 * BAND:g}% of it"
-                             for k in below) + ".")
+                             f"tracked steps of the same window within ±{100 * BAND:g}% of "
+                             f"it" for k in below) + ".")
     nest = rows["nesterov"]
     if nest["onset"] is not None:
         largest = all(nest["overshoot"] >= row["overshoot"] for row in rows.values()
