@@ -124,6 +124,41 @@ def make(ctx: Context) -> Section:
                  f"{100 * (1 - nest['plateau'] / (2 / c_nest.eta)):.0f}% below 2/η = "
                  f"{2 / c_nest.eta:.2f}, the critical sharpness of GD at its η on a "
                  f"quadratic (no GD run at that η is shown).")
+    step = nesterov_step_size(r_nest, eta, c_nest.eta, c_nest.beta)
+    if step["edge_at_shared_eta"] < step["s0"]:
+        text += (f" Nesterov runs at a smaller step size because at the others' η = {eta:g} "
+                 f"(β = {c_nest.beta:g}) its critical sharpness, (2+2β)/((1+2β)η) = "
+                 f"{step['edge_at_shared_eta']:.2f} from `minimal_eos.thresholds`, is below "
+                 f"the network's initial sharpness {step['s0']:.2f} (the run's own value at "
+                 f"step {step['s0_step']}): the run would start above its edge, with no "
+                 f"sharpening phase to measure. At η = {c_nest.eta:g} it is "
+                 f"{step['edge_at_own_eta']:.2f}, "
+                 + ("above" if step["edge_at_own_eta"] > step["s0"] else "still not above")
+                 + " the initial sharpness.")
+    else:
+        text += (f" At the others' η = {eta:g} Nesterov's critical sharpness would be "
+                 f"{step['edge_at_shared_eta']:.2f}, above the initial sharpness "
+                 f"{step['s0']:.2f}; it runs at η = {c_nest.eta:g} (critical sharpness "
+                 f"{step['edge_at_own_eta']:.2f}).")
     text += ("\n\n" + table + "\n\nOn a quadratic, heavy ball's critical sharpness is (1+β) "
              "times GD's at the same η, and Nesterov's lies below 2/η.")
-    return Section(file=rel, caption=caption, text=text, numbers=rows)
+    return Section(file=rel, caption=caption, text=text,
+                   numbers=rows | {"nesterov_step_size": step})
+
+
+def nesterov_step_size(r: dict, shared_eta: float, eta: float, beta: float) -> dict:
+    """Nesterov's critical sharpness at the other runs' step size and at its own, derived
+    by :func:`minimal_eos.thresholds.derive_all`, beside the initial sharpness ``s0`` of
+    its run ``r`` (its first tracked value).
+
+    On a quadratic of curvature ``a`` Nesterov's momentum is stable iff
+    ``a < (2 + 2 beta) / ((1 + 2 beta) eta)``; a run whose ``s0`` is above that starts
+    beyond its edge.
+    """
+    from minimal_eos.thresholds import derive_all
+
+    threshold = derive_all(("nesterov",))["nesterov"]
+    return {"s0": float(r["main.sharpness"][0]), "s0_step": int(r["main.sharpness_t"][0]),
+            "shared_eta": shared_eta, "eta": eta, "beta": beta,
+            "edge_at_shared_eta": threshold(eta=shared_eta, beta=beta),
+            "edge_at_own_eta": threshold(eta=eta, beta=beta)}
