@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paper.make import fig03_momentum
+from paper.make import fig03_momentum, fig14_stochastic
 
 
 def test_nesterov_step_size_reads_both_thresholds_and_the_initial_sharpness():
@@ -15,3 +15,16 @@ def test_nesterov_step_size_reads_both_thresholds_and_the_initial_sharpness():
     assert got["edge_at_shared_eta"] == pytest.approx(3.8 / (2.8 * 0.4), rel=1e-12)
     assert got["edge_at_own_eta"] == pytest.approx(3.8 / (2.8 * 0.2), rel=1e-12)
     assert (got["s0"], got["s0_step"]) == (4.2, 0)
+
+
+def test_stochastic_agreement_counts_points_within_the_band_per_damping():
+    from analysis.stochastic_stabilization import GapRow
+
+    def row(damping: float, ratio: float, diverged: int = 0) -> GapRow:
+        return GapRow(eta=0.05, alpha=1.0, beta=1.0, damping=damping, q=1.0, sigma_u2=1.0,
+                      predicted=0.2, measured=0.2 * ratio, stderr=0.0,
+                      relative_error=abs(ratio - 1), x2=0.0, diverged=diverged, runs=4)
+
+    rows = [row(0.0, 1.05), row(0.0, 1.2), row(0.0, 0.95), row(0.0, 1.0, diverged=1),
+            row(1.0, -0.5), row(1.0, 1.5)]
+    assert fig14_stochastic.agreement(rows) == {0.0: (2, 3), 1.0: (0, 2)}
