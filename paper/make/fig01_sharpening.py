@@ -57,8 +57,8 @@ def make(ctx: Context) -> Section:
     results = [ctx.result(j) for j in jobs(ctx.quick)]
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.0)
     rows = []
-    for i, (c, r, e) in enumerate(zip(cfgs, results, summaries(ctx), strict=True)):
-        color = style.SEQUENCE[i]
+    colors = style.shades(style.GD, len(cfgs))
+    for c, r, e, color in zip(cfgs, results, summaries(ctx), colors, strict=True):
         nw.loss_curve(ax1, r, "main", color=color, label=f"η = {c.eta:g}")
         nw.sharpness_curve(ax2, r, "main", color=color, label=f"η = {c.eta:g}",
                            edge_label=f"2/{c.eta:g}")

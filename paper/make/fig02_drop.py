@@ -44,12 +44,13 @@ def make(ctx: Context) -> Section:
     ref, *results = (ctx.result(j) for j in jobs(ctx.quick))
     c0 = cfgs[0]
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.2)
-    nw.loss_curve(ax1, ref, "main", color=style.GD, label=f"η = {c0.eta:g} throughout")
-    nw.sharpness_curve(ax2, ref, "main", color=style.GD, label=f"η = {c0.eta:g} throughout",
+    # GD at every step size in shades of GD's colour, light to dark as eta grows.
+    *lighter, darkest = style.shades(style.GD, len(cfgs) + 1)
+    nw.loss_curve(ax1, ref, "main", color=darkest, label=f"η = {c0.eta:g} throughout")
+    nw.sharpness_curve(ax2, ref, "main", color=darkest, label=f"η = {c0.eta:g} throughout",
                        edge_label=f"2/{c0.eta:g}")
     drops = []
-    for i, (c, r) in enumerate(zip(cfgs, results, strict=True)):
-        color = (style.PREDICTION, style.CENTRAL)[i % 2]
+    for c, r, color in zip(cfgs, results, lighter[::-1], strict=True):
         eta_new = r["drop.eta"]
         label = f"η = {c.eta:g}/{c.drop_factor:g} = {eta_new:g} from step {c.drop_step}"
         nw.loss_curve(ax1, r, "drop", color=color, label=label)

@@ -48,7 +48,7 @@ def make(ctx: Context) -> Section:
     steps = c_nest.steps
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.3)
     runs = [("GD", r_gd, style.GD, "2/η")]
-    colors = (style.MOMENTUM, style.PREDICTION)
+    colors = style.shades(style.HEAVY_BALL, len(heavy))
     for c, r, color in zip(heavy, r_heavy, colors, strict=True):
         runs.append((f"heavy ball, β = {c.beta:g}", r, color, f"2(1+{c.beta:g})/η"))
     for name, r, color, edge_label in runs:

@@ -130,7 +130,7 @@ def make(ctx: Context) -> Section:
     rows = []
     for i, (ax, c, r) in enumerate(zip(axes, cfgs, results, strict=True)):
         t = r["stochastic.t"]
-        ax.plot(t, r["stochastic.batch_sharpness"], color=style.SEQUENCE[i], lw=1.6,
+        ax.plot(t, r["stochastic.batch_sharpness"], color=style.SGD, lw=1.6,
                 label="batch sharpness E_B[g_Bᵀ H_B g_B / |g_B|²]")
         ax.plot(r["main.sharpness_t"], r["main.sharpness"], color="k", lw=1.0,
                 label="full-batch λmax")
@@ -140,7 +140,7 @@ def make(ctx: Context) -> Section:
         row = summary(r)
         rows.append(row)
         if row["onset"] is not None:
-            ax.axvline(row["onset"], color=style.SEQUENCE[i], lw=0.8, ls=":")
+            ax.axvline(row["onset"], color=style.SGD, lw=0.8, ls=":")
         ax.set_xlabel("step t  [SGD updates]")
         ax.set_title(f"SGD, batch size B = {c.batch_size}, η = {c.eta:g}")
         style.panel_label(ax, "abc"[i])

@@ -28,3 +28,22 @@ def test_stochastic_agreement_counts_points_within_the_band_per_damping():
     rows = [row(0.0, 1.05), row(0.0, 1.2), row(0.0, 0.95), row(0.0, 1.0, diverged=1),
             row(1.0, -0.5), row(1.0, 1.5)]
     assert fig14_stochastic.agreement(rows) == {0.0: (2, 3), 1.0: (0, 2)}
+
+
+def test_one_colour_per_method_and_shades_from_light_to_dark():
+    from matplotlib.colors import to_rgb
+
+    from paper import style
+
+    assert len(set(style.METHODS.values())) == len(style.METHODS)
+    assert style.PREDICTION not in style.METHODS.values()
+    for color in style.METHODS.values():
+        got = style.shades(color, 4)
+        brightness = [sum(c) for c in got]
+        assert brightness == sorted(brightness, reverse=True) and len(set(got)) == 4
+        # the lightest is 55% of the way to white, the darkest 35% of the way to black
+        base = np.array(to_rgb(color))
+        assert np.allclose(got[0], base + 0.55 * (1 - base), atol=1e-6)
+        assert np.allclose(got[-1], 0.65 * base, atol=1e-6)
+    with pytest.raises(ValueError, match="n must"):
+        style.shades(style.GD, 0)
