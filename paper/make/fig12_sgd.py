@@ -10,7 +10,7 @@ import numpy as np
 
 from paper import style
 from paper.build import Context, Section
-from paper.cache import Job
+from paper.cache import SECONDS, Job
 from paper.runs import describe_network, network_job
 
 NAME = "sgd"
@@ -118,9 +118,19 @@ def _describe(row: dict, steps: int) -> str:
     else:
         text += (f"; α = −∇L·∇S averages {row['alpha_mean']:.3g} (positive at "
                  f"{row['alpha_positive']} of {row['tracked_after']} steps), so the "
-                 f"formula of stochastic self-stabilization predicts no gap (measured "
+                 f"formula of stochastic self-stabilization is not applicable (measured "
                  f"2/η − λmax = {row['gap_measured']:.3f})")
     return text
+
+
+#: Why the gap formula has nothing to say when progressive sharpening is absent.
+NOT_APPLICABLE = (
+    "The gap formula ηβσ_u²/(4α) is the equilibrium of two forces: progressive sharpening "
+    "(α > 0) pushing the sharpness up, and the cubic restoring force, strengthened by the "
+    "noise along u, pulling it down. With α ≤ 0 there is no sharpening to balance, the "
+    "equilibrium it describes does not exist (the formula would give a gap of the wrong "
+    "sign, or none), and the check `batch-sharpness` marks its row not applicable: the "
+    "formula is not tested by these runs, rather than contradicted by them.")
 
 
 def make(ctx: Context) -> Section:
@@ -183,4 +193,12 @@ def make(ctx: Context) -> Section:
               "eigenvalue of the batch Hessians, E_B λmax(H_B), not their curvature along "
               "their own gradients" if all(row["batch_lambda"] > row["edge"] for row in rows)
               else "") + "." if len(ordered) < len(rows) else ""))
-    return Section(file=rel, caption=caption, text=text, numbers={"runs": rows})
+    if any(not math.isfinite(row["gap_predicted"]) for row in rows):
+        text += " " + NOT_APPLICABLE
+    seconds = sum(float(r[SECONDS] or 0.0) for r in results)
+    text += (f" Each batch size is one run of one seed (seed {c0.seed}); the three runs took "
+             f"{seconds / 60:.1f} minutes of single-threaded computation, so every further seed "
+             f"costs as much; none was added, and the differences between batch sizes above are "
+             f"not separated from seed-to-seed variation.")
+    return Section(file=rel, caption=caption, text=text,
+                   numbers={"runs": rows, "cpu_minutes": seconds / 60})
