@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from paper import style
+from paper import last_sample, style
 from paper.build import Context, Section
 from paper.cache import Job
 from paper.edge_stats import BAND, edge_summary, summary_table
+from paper.last_sample import last_sample_job
 from paper.make import _network as nw
 from paper.make import fig01_sharpening as fig01
 from paper.runs import describe_network, network_job
@@ -38,12 +39,20 @@ def jobs(quick: bool) -> list[Job]:
     heavy, nest = configs(quick)
     return ([fig01.reference_job(quick)]
             + [network_job(c, label=f"MNIST-1D, heavy ball beta={c.beta:g}") for c in heavy]
-            + [network_job(nest, label="MNIST-1D, Nesterov")])
+            + [network_job(nest, label="MNIST-1D, Nesterov")] + last_sample_jobs(quick))
+
+
+def last_sample_jobs(quick: bool) -> list[Job]:
+    """The cold check of the last tracked samples of panel (a)'s runs and Nesterov's."""
+    heavy, nest = configs(quick)
+    runs = [fig01.configs(quick)[-1], *heavy, nest]
+    return [last_sample_job(c, label=f"last sample, {c.optimizer} beta={c.beta:g}")
+            for c in runs]
 
 
 def make(ctx: Context) -> Section:
     heavy, c_nest = configs(ctx.quick)
-    r_gd, *r_heavy, r_nest = (ctx.result(j) for j in jobs(ctx.quick))
+    r_gd, *r_heavy, r_nest = (ctx.result(j) for j in jobs(ctx.quick)[:len(heavy) + 2])
     eta = fig01.reference_eta(ctx.quick)
     steps = c_nest.steps
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.3)
@@ -142,8 +151,13 @@ def make(ctx: Context) -> Section:
                  f"{step['edge_at_own_eta']:.2f}).")
     text += ("\n\n" + table + "\n\nOn a quadratic, heavy ball's critical sharpness is (1+β) "
              "times GD's at the same η, and Nesterov's lies below 2/η.")
+    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
+    text += (" The last tracked sample of each curve, checked by rerunning the run and "
+             "estimating the sharpness cold at its last two tracked iterates: "
+             + "; ".join(last_sample.describe(names[k], s)
+                         for k, s in zip(rows, last, strict=True)) + ".")
     return Section(file=rel, caption=caption, text=text,
-                   numbers=rows | {"nesterov_step_size": step})
+                   numbers=rows | {"nesterov_step_size": step, "last_sample": last})
 
 
 def nesterov_step_size(r: dict, shared_eta: float, eta: float, beta: float) -> dict:

@@ -8,9 +8,10 @@ from statistics import median
 
 import numpy as np
 
-from paper import style
+from paper import last_sample, style
 from paper.build import Context, Section
 from paper.cache import SECONDS, Job
+from paper.last_sample import last_sample_job
 from paper.runs import describe_network, network_job
 
 NAME = "sgd"
@@ -39,7 +40,14 @@ def configs(quick: bool) -> list:
 
 
 def jobs(quick: bool) -> list[Job]:
-    return [network_job(c, label=f"MNIST-1D, SGD B={c.batch_size}") for c in configs(quick)]
+    return ([network_job(c, label=f"MNIST-1D, SGD B={c.batch_size}") for c in configs(quick)]
+            + last_sample_jobs(quick))
+
+
+def last_sample_jobs(quick: bool) -> list[Job]:
+    """The cold check of the last tracked samples of the full-batch λmax of every run."""
+    return [last_sample_job(c, label=f"last sample, SGD B={c.batch_size}")
+            for c in configs(quick)]
 
 
 def records(r: dict) -> dict:
@@ -135,7 +143,7 @@ NOT_APPLICABLE = (
 
 def make(ctx: Context) -> Section:
     cfgs = configs(ctx.quick)
-    results = [ctx.result(j) for j in jobs(ctx.quick)]
+    results = [ctx.result(network_job(c)) for c in cfgs]
     fig, axes = style.figure(len(cfgs), width=15.0, height=4.0, sharey=True)
     rows = []
     for i, (ax, c, r) in enumerate(zip(axes, cfgs, results, strict=True)):
@@ -193,6 +201,11 @@ def make(ctx: Context) -> Section:
               "eigenvalue of the batch Hessians, E_B λmax(H_B), not their curvature along "
               "their own gradients" if all(row["batch_lambda"] > row["edge"] for row in rows)
               else "") + "." if len(ordered) < len(rows) else ""))
+    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
+    text += (" The last tracked sample of the full-batch λmax, checked by rerunning each run "
+             "and estimating λmax cold at its last two tracked iterates: "
+             + "; ".join(last_sample.describe(f"B = {c.batch_size}", s)
+                         for c, s in zip(cfgs, last, strict=True)) + ".")
     if any(not math.isfinite(row["gap_predicted"]) for row in rows):
         text += " " + NOT_APPLICABLE
     seconds = sum(float(r[SECONDS] or 0.0) for r in results)
@@ -201,4 +214,4 @@ def make(ctx: Context) -> Section:
              f"costs as much; none was added, and the differences between batch sizes above are "
              f"not separated from seed-to-seed variation.")
     return Section(file=rel, caption=caption, text=text,
-                   numbers={"runs": rows, "cpu_minutes": seconds / 60})
+                   numbers={"runs": rows, "cpu_minutes": seconds / 60, "last_sample": last})
