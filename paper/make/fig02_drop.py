@@ -6,7 +6,7 @@ import numpy as np
 
 from paper import style
 from paper.build import Context, Section
-from paper.cache import Job
+from paper.cache import SECONDS, Job
 from paper.edge_stats import BAND, edge_summary
 from paper.make import _network as nw
 from paper.make import fig01_sharpening as fig01
@@ -33,17 +33,32 @@ def configs(quick: bool) -> list:
                    **base) for f in FACTORS]
 
 
+#: How many times longer the run with the largest drop is continued (panel c), to see
+#: whether its re-sharpening reaches the new edge or stalls.
+LONG = 2.5
+
+
+def long_config(quick: bool):
+    """The run with the largest factor of :data:`FACTORS`, :data:`LONG` times as many steps."""
+    import dataclasses
+
+    c = configs(quick)[-1]
+    return dataclasses.replace(c, steps=int(LONG * c.steps))
+
+
 def jobs(quick: bool) -> list[Job]:
+    c = long_config(quick)
     return [fig01.reference_job(quick)] + [
         network_job(c, label=f"MNIST-1D, step-size drop by {c.drop_factor:g}")
-        for c in configs(quick)]
+        for c in configs(quick)] + [
+        network_job(c, label=f"MNIST-1D, step-size drop by {c.drop_factor:g}, {c.steps} steps")]
 
 
 def make(ctx: Context) -> Section:
     cfgs = configs(ctx.quick)
-    ref, *results = (ctx.result(j) for j in jobs(ctx.quick))
+    ref, *results, long = (ctx.result(j) for j in jobs(ctx.quick))
     c0 = cfgs[0]
-    fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.2)
+    fig, (ax1, ax2, ax3) = style.figure(3, width=16.0, height=4.2)
     # GD at every step size in shades of GD's colour, light to dark as eta grows.
     *lighter, darkest = style.shades(style.GD, len(cfgs) + 1)
     nw.loss_curve(ax1, ref, "main", color=darkest, label=f"η = {c0.eta:g} throughout")
@@ -67,7 +82,14 @@ def make(ctx: Context) -> Section:
                       "s_end": float(sd[-1]), "slope_last_third": slope,
                       "gap_closed": float((sd[-1] - sd[0]) / (e["edge"] - sd[0])),
                       "diverged_at": int(r["drop.diverged_at"])} | e)
-    for ax in (ax1, ax2):
+    c_long = long_config(ctx.quick)
+    nw.sharpness_curve(ax3, long, "main", color=darkest, label="", edge_label=f"2/{c0.eta:g}")
+    nw.sharpness_curve(ax3, long, "drop", color=lighter[0], label="",
+                       edge_label=f"2/{long['drop.eta']:g}")
+    ax3.axvline(c0.steps, color="0.5", lw=0.8, ls="--")
+    ax3.text(c0.steps, 0.02, " end of (a, b)", transform=ax3.get_xaxis_transform(),
+             color="0.4", fontsize=8.5, va="bottom")
+    for ax in (ax1, ax2, ax3):
         ax.axvline(c0.drop_step, color="0.5", lw=0.8, ls=":")
     nw.style_loss_axes(ax1)
     ax1.set_title("Training loss")
@@ -77,6 +99,9 @@ def make(ctx: Context) -> Section:
     nw.style_sharpness_axes(ax2)
     ax2.set_title(f"Sharpness (dotted: the drop at step {c0.drop_step})")
     style.panel_label(ax2, "b")
+    nw.style_sharpness_axes(ax3)
+    ax3.set_title(f"The drop by {c_long.drop_factor:g}, continued to {c_long.steps} steps")
+    style.panel_label(ax3, "c")
     path, rel = ctx.figure_path(NUMBER, NAME)
     style.save(fig, path)
 
@@ -91,7 +116,9 @@ def make(ctx: Context) -> Section:
         f"GD on {describe_network(c0)} with η = {c0.eta:g}, and the same run continued from "
         f"step {c0.drop_step} with η divided by "
         + " or by ".join(f"{c.drop_factor:g}" for c in cfgs)
-        + ". (a) Training loss; (b) sharpness with each run's 2/η dashed.")
+        + f". (a) Training loss; (b) sharpness with each run's 2/η dashed; (c) the runs with "
+        f"η = {c0.eta:g} and with the drop by {c_long.drop_factor:g}, continued to "
+        f"{c_long.steps} steps (a second run of the same configuration with more steps).")
     first = (f"The run at η = {c0.eta:g} is Figure 1's"
              + (" (the drop runs branch from copies of it whose losses equal it step for "
                 "step)" if same else " (the copies the drop runs branch from differ from it)")
@@ -139,4 +166,46 @@ def make(ctx: Context) -> Section:
                  + ", ".join(f"{d['factor']:g}" for d in failed)
                  + f": the gap from the sharpness at the drop to the new 2/η grows with the "
                  f"factor ({gaps}).")
+    numbers["long"] = long_drop(ctx, long, results[-1])
+    text += " " + _describe_long(numbers["long"], c0.steps)
     return Section(file=rel, caption=caption, text=text, numbers=numbers)
+
+
+def long_drop(ctx: Context, long: dict, short: dict) -> dict:
+    """:func:`paper.edge_stats.edge_summary` of the drop run of :func:`long_config`, and
+    whether it equals the shorter run ``short`` over the shorter run's steps."""
+    c = long_config(ctx.quick)
+    n = len(short["drop.loss"])
+    same = (np.array_equal(short["drop.loss"], long["drop.loss"][:n])
+            and np.array_equal(short["drop.sharpness"],
+                               long["drop.sharpness"][:len(short["drop.sharpness"])]))
+    e = edge_summary(long["drop.sharpness_t"], long["drop.sharpness"], long["drop.edge"],
+                     end=c.steps, after=c.drop_step, loss=long["drop.loss"],
+                     loss_start=c.drop_step)
+    return {"steps": c.steps, "factor": c.drop_factor, "drop_step": c.drop_step,
+            "same_as_short": bool(same), "s_end": float(long["drop.sharpness"][-1]),
+            "diverged_at": int(long["drop.diverged_at"]),
+            "seconds": float(long[SECONDS] or 0.0)} | e
+
+
+def _describe_long(d: dict, short_steps: int) -> str:
+    head = (f"Continued to {d['steps']} steps (panel c; a second run of the same "
+            f"configuration, "
+            + ("equal to the first step for step over its " if d["same_as_short"] else
+               "which differs from the first within its ")
+            + f"{short_steps} steps), the sharpness after the drop by {d['factor']:g}")
+    if d["onset"] is None:
+        return (head + f" still does not reach the new 2/η = {d['edge']:.2f}: it ends at "
+                f"{d['s_end']:.2f}, so re-sharpening stalls below the new edge.")
+    back = (f"is back at the edge at step {d['settle']}" if d["settle"] is not None
+            else "stays above it to the end")
+    return (head + f" reaches the new 2/η = {d['edge']:.2f} at step {d['onset']} "
+            f"({d['onset'] - d['drop_step']} steps after the drop), overshoots to "
+            f"{d['overshoot']:.2f} times it at step {d['peak_at']} and {back}; over the last "
+            f"two thirds of the time after onset it averages {d['plateau']:.2f} "
+            f"({100 * d['plateau_rel']:+.1f}% from 2/η), with {100 * d['within']:.0f}% of "
+            f"the tracked steps of that window within ±{100 * BAND:g}% "
+            f"({100 * d['within_after_onset']:.0f}% of all tracked steps after onset)."
+            + (f" Re-sharpening after the drop by {d['factor']:g} is slower, not stalled: it "
+               f"reaches the edge {d['onset'] - short_steps} steps after the end of panels "
+               f"(a, b)." if d["onset"] > short_steps else ""))

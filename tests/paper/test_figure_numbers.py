@@ -47,3 +47,21 @@ def test_one_colour_per_method_and_shades_from_light_to_dark():
         assert np.allclose(got[-1], 0.65 * base, atol=1e-6)
     with pytest.raises(ValueError, match="n must"):
         style.shades(style.GD, 0)
+
+
+def test_the_long_drop_run_is_said_to_stall_or_to_reach_the_edge():
+    from paper.make import fig02_drop
+
+    base = {"steps": 2500, "factor": 2.0, "drop_step": 300, "same_as_short": True,
+            "edge": 10.0, "s_end": 9.1, "onset": None}
+    stalled = fig02_drop._describe_long(base, 1000)
+    assert "still does not reach the new 2/η = 10.00" in stalled and "stalls" in stalled
+    reached = fig02_drop._describe_long(base | {
+        "onset": 1205, "settle": 1385, "overshoot": 1.08, "peak_at": 1370, "plateau": 10.02,
+        "plateau_rel": 0.002, "within": 1.0, "within_after_onset": 0.93}, 1000)
+    assert "reaches the new 2/η = 10.00 at step 1205 (905 steps after the drop)" in reached
+    assert "slower, not stalled: it reaches the edge 205 steps after" in reached
+    early = fig02_drop._describe_long(base | {
+        "onset": 900, "settle": None, "overshoot": 1.1, "peak_at": 950, "plateau": 10.1,
+        "plateau_rel": 0.01, "within": 0.9, "within_after_onset": 0.8}, 1000)
+    assert "stays above it to the end" in early and "not stalled" not in early
