@@ -10,7 +10,7 @@ from paper.cache import SECONDS, Job
 from paper.edge_stats import BAND, edge_summary
 from paper.make import _network as nw
 from paper.make import fig01_sharpening as fig01
-from paper.runs import describe_network, network_job
+from paper.runs import TRACKING, describe_network, network_job
 
 NAME = "drop"
 NUMBER = 2
@@ -168,7 +168,50 @@ def make(ctx: Context) -> Section:
                  f"factor ({gaps}).")
     numbers["long"] = long_drop(ctx, long, results[-1])
     text += " " + _describe_long(numbers["long"], c0.steps)
+    numbers["spikes"] = spikes(long, "main", after=c0.steps)
+    if numbers["spikes"]:
+        sp = numbers["spikes"]
+        text += (
+            f" The run at η = {c0.eta:g}, continued as well, shows {len(sp)} isolated "
+            f"tracked sample{'s' if len(sp) > 1 else ''} after step {c0.steps}: "
+            + ", ".join(f"{x['value']:.2f} at step {x['t']}" for x in sp)
+            + f", against neighbours of {min(x['neighbours'] for x in sp):.2f}–"
+            f"{max(x['neighbours'] for x in sp):.2f}. "
+            + (f"Each is a cold restart of the tracker, and the loss moves by at most "
+               f"{100 * max(x['loss_change'] for x in sp):.2f}% per step around them, while "
+               f"a curvature of {min(x['value'] for x in sp):.2f} (over "
+               f"{min(x['value'] for x in sp) / long['main.edge']:.1f} times 2/η) would "
+               f"multiply GD's displacement along its eigenvector by |1 − ηS| ≥ "
+               f"{abs(1 - c0.eta * min(x['value'] for x in sp)):.1f} per step: we read them "
+               f"as errors of the tracker's estimate, not as the sharpness of the iterates."
+               if all(x["cold_restart"] for x in sp) else
+               f"The loss moves by at most {100 * max(x['loss_change'] for x in sp):.2f}% "
+               f"per step around them."))
     return Section(file=rel, caption=caption, text=text, numbers=numbers)
+
+
+#: A tracked sample more than this factor above both its neighbours is isolated.
+SPIKE = 1.5
+
+
+def spikes(r: dict, run: str, *, after: int = 0) -> list[dict]:
+    """Tracked samples of ``run`` after step ``after`` more than :data:`SPIKE` times both
+    neighbours: the step, the value, the larger neighbour, whether the tracker restarted
+    cold there (every ``refresh_every``-th estimate of :data:`paper.runs.TRACKING`), and
+    the largest relative change of the loss per step within a tracking interval of it."""
+    t, s = r[f"{run}.sharpness_t"], r[f"{run}.sharpness"]
+    loss, start = r[f"{run}.loss"], int(r[f"{run}.start"])
+    every = int(t[1] - t[0]) if len(t) > 1 else 1
+    out = []
+    for i in range(1, len(t) - 1):
+        near = max(s[i - 1], s[i + 1])
+        if t[i] > after and s[i] > SPIKE * near:
+            lo, hi = max(t[i] - every - start, 0), min(t[i] + every - start + 1, len(loss))
+            seg = loss[lo:hi]
+            out.append({"t": int(t[i]), "value": float(s[i]), "neighbours": float(near),
+                        "cold_restart": i % TRACKING["refresh_every"] == 0,
+                        "loss_change": float(np.max(np.abs(np.diff(seg)) / seg[:-1]))})
+    return out
 
 
 def long_drop(ctx: Context, long: dict, short: dict) -> dict:

@@ -65,3 +65,23 @@ def test_the_long_drop_run_is_said_to_stall_or_to_reach_the_edge():
         "onset": 900, "settle": None, "overshoot": 1.1, "peak_at": 950, "plateau": 10.1,
         "plateau_rel": 0.01, "within": 0.9, "within_after_onset": 0.8}, 1000)
     assert "stays above it to the end" in early and "not stalled" not in early
+
+
+def test_isolated_samples_are_found_with_their_tracker_restarts():
+    from paper.make import fig02_drop
+
+    t = np.arange(0, 101, 5)
+    s = np.full(len(t), 5.0)
+    s[2], s[10], s[13] = 12.0, 11.0, 9.0  # steps 10 (before `after`), 50 and 65
+    s[14] = 6.5  # 9.0 is 1.38 times this neighbour: not isolated
+    s[17] = 9.0  # step 85: isolated, not a cold restart (17 % 10)
+    loss = np.linspace(1.0, 0.9, 101)
+    loss[50] *= 1.02
+    r = {"main.sharpness_t": t, "main.sharpness": s, "main.loss": loss, "main.start": 0}
+    got = fig02_drop.spikes(r, "main", after=20)
+    assert [(x["t"], x["value"], x["cold_restart"]) for x in got] == [(50, 11.0, True),
+                                                                       (85, 9.0, False)]
+    assert got[0]["neighbours"] == 5.0
+    # the loss bump at step 50 lies within one tracking interval of the sample there
+    assert got[0]["loss_change"] == pytest.approx(max(loss[50] / loss[49] - 1,
+                                                      1 - loss[51] / loss[50]))
