@@ -135,6 +135,13 @@ def describe(name: str, s: dict) -> str:
                        f"higher), which the last sample"
                        + (", a cold restart of the tracker," if s["last_cold"] else "")
                        + " found; the jump is in the tracking, not in the iterates")
+    if s["agrees_before"] and s["tracked_last"] > s["cold_last"]:
+        return head + (f": the last tracked value is "
+                       f"{100 * (s['tracked_last'] / s['cold_last'] - 1):.0f}% above the cold "
+                       f"estimate at the same iterate, an error of the tracker's estimate"
+                       + (" (a cold restart of the tracker)" if s["last_cold"] else "")
+                       + f"; the sharpness there is {s['cold_last']:.2f} and the jump is not "
+                       f"in the iterates")
     return head + (f": the tracked values differ from the cold ones by "
                    f"{100 * (s['tracked_before'] / s['cold_before'] - 1):+.1f}% and "
                    f"{100 * (s['tracked_last'] / s['cold_last'] - 1):+.1f}%")

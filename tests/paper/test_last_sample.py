@@ -37,6 +37,14 @@ def test_a_jump_after_a_missed_eigenvalue_is_in_the_tracking():
     assert "cold restart" not in last_sample.describe("run", warm)
 
 
+def test_a_last_value_above_the_cold_estimate_is_an_error_of_the_tracker():
+    s = last_sample.summary(_result([5.3, 11.27], [5.3, 5.28]))
+    assert s["agrees_before"] and not s["agrees_last"]
+    text = last_sample.describe("run", s)
+    assert "the last tracked value is 113% above the cold estimate" in text
+    assert "(a cold restart of the tracker); the sharpness there is 5.28" in text
+
+
 @pytest.mark.slow
 def test_cold_estimates_at_the_last_iterate_match_a_dense_hessian():
     """A tiny run (seed 0): the cold Lanczos value at the last iterate equals the top
