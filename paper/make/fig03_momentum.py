@@ -55,14 +55,16 @@ def make(ctx: Context) -> Section:
     r_gd, *r_heavy, r_nest = (ctx.result(j) for j in jobs(ctx.quick)[:len(heavy) + 2])
     eta = fig01.reference_eta(ctx.quick)
     steps = c_nest.steps
+    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.3)
     runs = [("GD", r_gd, style.GD, "2/η")]
     colors = style.shades(style.HEAVY_BALL, len(heavy))
     for c, r, color in zip(heavy, r_heavy, colors, strict=True):
         runs.append((f"heavy ball, β = {c.beta:g}", r, color, f"2(1+{c.beta:g})/η"))
-    for name, r, color, edge_label in runs:
+    for (name, r, color, edge_label), s in zip(runs, last[:len(runs)], strict=True):
         nw.sharpness_curve(ax1, r, "main", color=color, label=f"{name}, η = {eta:g}",
                            edge_label=edge_label)
+        ax1.plot([s["t_last"]], [s["cold_last"]], marker="x", color=color, ms=7, ls="none")
     nw.style_sharpness_axes(ax1)
     ax1.set_title("Same step size, with and without momentum")
     ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(runs))
@@ -70,6 +72,8 @@ def make(ctx: Context) -> Section:
     nw.sharpness_curve(ax2, r_nest, "main", color=style.NESTEROV,
                        label=f"Nesterov, β = {c_nest.beta:g}, η = {c_nest.eta:g}",
                        edge_label="(2+2β)/((1+2β)η)")
+    ax2.plot([last[-1]["t_last"]], [last[-1]["cold_last"]], marker="x", color=style.NESTEROV,
+             ms=7, ls="none")
     style.edge_line(ax2, 2 / c_nest.eta, label="2/η (GD's edge)", color="0.6", ls=":")
     nw.style_sharpness_axes(ax2)
     ax2.set_title("Nesterov's edge lies below GD's")
@@ -97,7 +101,8 @@ def make(ctx: Context) -> Section:
         f"(β = {c_nest.beta:g}) from the same initialisation at its own step size "
         f"η = {c_nest.eta:g}. Dashed: each optimizer's critical sharpness on a quadratic, "
         "derived by the Schur–Cohn test in `minimal_eos.thresholds` (the momentum "
-        "thresholds are those of Cohen et al., arXiv 2103.00065).")
+        "thresholds are those of Cohen et al., arXiv 2103.00065); ×: the sharpness at the "
+        "last step estimated cold, by Lanczos from random starts.")
     table = summary_table([(f"{names[k]}, η = {row['eta']:g}", row)
                            for k, row in rows.items()])
     parts = []
@@ -151,7 +156,6 @@ def make(ctx: Context) -> Section:
                  f"{step['edge_at_own_eta']:.2f}).")
     text += ("\n\n" + table + "\n\nOn a quadratic, heavy ball's critical sharpness is (1+β) "
              "times GD's at the same η, and Nesterov's lies below 2/η.")
-    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
     text += (" The last tracked sample of each curve, checked by rerunning the run and "
              "estimating the sharpness cold at its last two tracked iterates: "
              + "; ".join(last_sample.describe(names[k], s)

@@ -144,6 +144,7 @@ NOT_APPLICABLE = (
 def make(ctx: Context) -> Section:
     cfgs = configs(ctx.quick)
     results = [ctx.result(network_job(c)) for c in cfgs]
+    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
     fig, axes = style.figure(len(cfgs), width=15.0, height=4.0, sharey=True)
     rows = []
     for i, (ax, c, r) in enumerate(zip(axes, cfgs, results, strict=True)):
@@ -154,6 +155,8 @@ def make(ctx: Context) -> Section:
                 label="full-batch λmax")
         ax.plot(t, r["stochastic.batch_lambda"], color="0.55", lw=0.8, ls=":",
                 label="E_B λmax(H_B)")
+        ax.plot([last[i]["t_last"]], [last[i]["cold_last"]], marker="x", color="k", ms=7,
+                ls="none", label="λmax at the last step, cold Lanczos")
         style.edge_line(ax, r["main.edge"], label="2/η")
         row = summary(r)
         rows.append(row)
@@ -163,7 +166,7 @@ def make(ctx: Context) -> Section:
         ax.set_title(f"SGD, batch size B = {c.batch_size}, η = {c.eta:g}")
         style.panel_label(ax, "abc"[i])
     axes[0].set_ylabel(style.LABELS["sharpness"])
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3,
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4,
                fontsize=8)
     top = max(max(float(np.max(r["main.sharpness"])), 1.6 * r["main.edge"]) for r in results)
     axes[0].set_ylim(0, min(top, 2.2 * results[0]["main.edge"]))
@@ -178,7 +181,8 @@ def make(ctx: Context) -> Section:
         f"batch sharpness (mean Rayleigh quotient of {c0.bs_batches} sampled batch Hessians "
         f"along their own gradients), the mean top eigenvalue of those batch Hessians "
         f"(dotted) and the full-batch λmax. Dashed: 2/η; vertical dotted line: the onset, "
-        f"where the batch sharpness reaches 2/η from 10% below. Andreyev & Beneventano "
+        f"where the batch sharpness reaches 2/η from 10% below; ×: λmax at the last step "
+        f"estimated cold, by Lanczos from random starts. Andreyev & Beneventano "
         f"(arXiv 2412.20553) predict that the batch sharpness rises to 2/η and hovers there "
         f"with λmax below it, lower for smaller batches.")
     steps = c0.steps
@@ -201,7 +205,6 @@ def make(ctx: Context) -> Section:
               "eigenvalue of the batch Hessians, E_B λmax(H_B), not their curvature along "
               "their own gradients" if all(row["batch_lambda"] > row["edge"] for row in rows)
               else "") + "." if len(ordered) < len(rows) else ""))
-    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
     text += (" The last tracked sample of the full-batch λmax, checked by rerunning each run "
              "and estimating λmax cold at its last two tracked iterates: "
              + "; ".join(last_sample.describe(f"B = {c.batch_size}", s)
