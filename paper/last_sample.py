@@ -121,8 +121,10 @@ def summary(r: dict) -> dict:
 
 def describe(name: str, s: dict) -> str:
     """One sentence on the last sample of run ``name`` (``s``: :func:`summary`)."""
+    change = (f"{100 * s['jump']:+.0f}%" if round(100 * s["jump"]) != 0
+              else "a change under 0.5%")
     head = (f"{name}: tracked {s['tracked_before']:.2f} at step {s['t_before']} and "
-            f"{s['tracked_last']:.2f} at step {s['t_last']} ({100 * s['jump']:+.0f}%); "
+            f"{s['tracked_last']:.2f} at step {s['t_last']} ({change}); "
             f"cold Lanczos ({s['starts']} random starts, {COLD_ITERATIONS} products each) "
             f"gives {s['cold_before']:.2f} and {s['cold_last']:.2f}")
     if s["agrees_before"] and s["agrees_last"]:
