@@ -53,8 +53,11 @@ def edge_summary(t, s, edge: float, *, end: int, after: int = 0, loss=None,
         time after the onset, ``onset + (end - onset) // 3``; ``after_transient`` is True
         when the catapult ended before it.
         ``plateau``, ``plateau_rel = plateau / edge - 1``: the mean over that window.
-        ``within``: the fraction of tracked steps from the onset to ``end`` with
-        ``|S/edge - 1| <= band``; ``tracked``: how many there are.
+        ``within``: the fraction of the tracked steps of that same window (from
+        ``window`` to ``end``) with ``|S/edge - 1| <= band``; ``tracked``: how many
+        there are.
+        ``within_after_onset``, ``tracked_after_onset``: the same fraction and count over
+        every tracked step from the onset to ``end``, catapult included.
         With ``loss``: ``loss_start_value`` (the loss at ``loss_start``),
         ``loss_onset`` (at the onset), ``loss_peak`` (the largest loss from the onset to
         ``settle``, or to ``end``) and ``loss_spike = loss_peak / loss_start_value``.
@@ -69,13 +72,19 @@ def edge_summary(t, s, edge: float, *, end: int, after: int = 0, loss=None,
     -----
     The plateau window skips the first third of the time after the onset so that the
     catapult, which the window does not contain when ``after_transient`` holds, does not
-    bias the mean.
+    bias the mean. The mean and ``within`` are statistics of the same tracked steps,
+    ``W = {k : window <= t_k <= end}``::
+
+        plateau = (1/|W|) sum_{k in W} S_k
+        within  = (1/|W|) #{k in W : |S_k / edge - 1| <= band}
 
     Examples
     --------
     >>> r = edge_summary([0, 10, 20, 30, 40], [1.0, 2.2, 1.95, 2.0, 2.0], 2.0, end=40)
-    >>> r["onset"], r["settle"], round(r["overshoot"], 2), r["within"]
-    (10, 20, 1.1, 0.75)
+    >>> r["onset"], r["settle"], r["window"], round(r["overshoot"], 2)
+    (10, 20, 20, 1.1)
+    >>> r["within"], r["tracked"], r["within_after_onset"], r["tracked_after_onset"]
+    (1.0, 3, 0.75, 4)
     """
     t = np.asarray(t, dtype=np.int64)
     s = np.asarray(s, dtype=float)
@@ -91,7 +100,8 @@ def edge_summary(t, s, edge: float, *, end: int, after: int = 0, loss=None,
     nan = float("nan")
     out: dict = {"edge": float(edge), "onset": None, "peak": nan, "peak_at": None,
                  "overshoot": nan, "settle": None, "window": None, "after_transient": None,
-                 "plateau": nan, "plateau_rel": nan, "within": nan, "tracked": 0}
+                 "plateau": nan, "plateau_rel": nan, "within": nan, "tracked": 0,
+                 "within_after_onset": nan, "tracked_after_onset": 0}
     keep = (t >= after) & (t <= end)
     t, s = t[keep], s[keep]
     hit = np.flatnonzero(s >= edge)
@@ -109,14 +119,17 @@ def edge_summary(t, s, edge: float, *, end: int, after: int = 0, loss=None,
     k = int(np.argmax(excursion))
     settle = int(t[i1]) if i1 < len(s) else None
     window = onset + (end - onset) // 3
-    plateau = float(np.mean(s[t >= window]))
+    late = s[t >= window]
+    plateau = float(np.mean(late))
     post = s[i0:]
     out.update({"onset": onset, "peak": float(excursion[k]), "peak_at": int(t[i0 + k]),
                 "overshoot": float(excursion[k] / edge), "settle": settle, "window": window,
                 "after_transient": settle is not None and settle <= window,
                 "plateau": plateau, "plateau_rel": plateau / edge - 1.0,
-                "within": float(np.mean(np.abs(post / edge - 1.0) <= band)),
-                "tracked": len(post)})
+                "within": float(np.mean(np.abs(late / edge - 1.0) <= band)),
+                "tracked": len(late),
+                "within_after_onset": float(np.mean(np.abs(post / edge - 1.0) <= band)),
+                "tracked_after_onset": len(post)})
     if loss is not None:
         stop = settle if settle is not None else end
         lo, hi = onset - loss_start, min(stop - loss_start + 1, len(loss))
@@ -175,22 +188,28 @@ def summary_table(rows: list[tuple[str, dict]]) -> str:
 
     Columns: the critical sharpness, the onset, the catapult (peak over the edge, its
     step, the step the sharpness is back at the edge, the loss peak over the initial
-    loss when measured), the plateau and the fraction within ``±BAND``.
+    loss when measured), then two statistics of the same plateau window (the mean
+    sharpness and the fraction of its tracked steps within ``±BAND``), and last the
+    fraction within ``±BAND`` over every tracked step after the onset, catapult included.
     """
+    band = f"±{100 * BAND:g}%"
     head = ("| run | edge | onset | catapult peak S/edge (step) | back at the edge | "
-            "loss peak / initial loss | plateau (last two thirds after onset) | "
-            f"within ±{100 * BAND:g}% after onset |")
+            "loss peak / initial loss | plateau window (last two thirds after onset): mean "
+            f"S | same window: within {band} | all steps after onset (catapult included): "
+            f"within {band} |")
     lines = [head, "|" + "---|" * head.count(" |")]
     for name, r in rows:
         if r["onset"] is None:
-            lines.append(f"| {name} | {r['edge']:.2f} | not reached | – | – | – | – | – |")
+            lines.append(f"| {name} | {r['edge']:.2f} | not reached | – | – | – | – | – | – |")
             continue
         back = f"step {r['settle']}" if r["settle"] is not None else "never"
         spike = f"{r['loss_spike']:.2f}" if "loss_spike" in r else "–"
         lines.append(f"| {name} | {r['edge']:.2f} | step {r['onset']} | "
                      f"{r['overshoot']:.2f} ({r['peak_at']}) | {back} | {spike} | "
                      f"{r['plateau']:.2f} ({100 * r['plateau_rel']:+.1f}%) | "
-                     f"{100 * r['within']:.0f}% of {r['tracked']} |")
+                     f"{100 * r['within']:.0f}% of {r['tracked']} | "
+                     f"{100 * r['within_after_onset']:.0f}% of "
+                     f"{r['tracked_after_onset']} |")
     return "\n".join(lines)
 
 

@@ -24,10 +24,23 @@ LABELS = {
     "eta": "step size η",
 }
 
-#: Colours of a sequence of runs (light to dark reads as small to large).
+#: Colours of a sequence of runs in the minimal-model figures (no optimizer is compared).
 SEQUENCE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-GD, FLOW, CENTRAL, MOMENTUM, NESTEROV, PREDICTION = (
-    "#1f77b4", "#ff7f0e", "#9467bd", "#2ca02c", "#8c564b", "#d62728")
+#: One colour per optimizer or method, the same in every real-network figure; runs of one
+#: method at several settings are drawn in its :func:`shades`.
+METHODS = {
+    "gd": "#1f77b4",
+    "heavy_ball": "#2ca02c",
+    "nesterov": "#8c564b",
+    "sgd": "#17becf",
+    "adam": "#e377c2",
+    "rmsprop": "#bcbd22",
+    "central_flow": "#9467bd",
+    "gradient_flow": "#ff7f0e",
+}
+GD, HEAVY_BALL, NESTEROV, SGD, ADAM, RMSPROP, CENTRAL, FLOW = METHODS.values()
+#: A prediction drawn against the measurement (a formula, an orbit, a threshold).
+PREDICTION = "#d62728"
 EDGE = "0.25"
 
 RC = {
@@ -48,6 +61,32 @@ RC = {
     "legend.framealpha": 0.85,
     "mathtext.default": "regular",
 }
+
+
+def shades(color: str, n: int) -> list[tuple[float, float, float]]:
+    """``n`` shades of ``color``, light to dark (small to large), for runs of one method.
+
+    Shade ``k`` mixes the colour with white for ``f_k < 0`` and with black for ``f_k > 0``,
+    ``c_k = c + f_k (w - c)`` (``w`` white or black, weight ``|f_k|``), with ``f_k`` evenly
+    spaced from -0.55 to 0.35; one shade is the colour itself.
+
+    Examples
+    --------
+    >>> shades("#000000", 1), shades("#ffffff", 2)[1]
+    ([(0.0, 0.0, 0.0)], (0.65, 0.65, 0.65))
+    """
+    from matplotlib.colors import to_rgb
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1; got {n!r}")
+    base = np.array(to_rgb(color))
+    if n == 1:
+        return [tuple(float(v) for v in base)]
+    out = []
+    for f in np.linspace(-0.55, 0.35, n):
+        target = np.ones(3) if f < 0 else np.zeros(3)
+        out.append(tuple(float(v) for v in np.round(base + abs(f) * (target - base), 6)))
+    return out
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float | None = None,

@@ -35,6 +35,43 @@ its edge and does not sharpen (README, "The atlas"), so these figures show where
 phenomenon appears, not how common it is."""
 
 
+#: The related-work paragraph: which figure reproduces what, from which paper. ``{name}``
+#: is replaced by "Figure N" of the figure module with that ``NAME`` (:func:`related_work`).
+RELATED_WORK = """\
+The real-network figures reproduce, on a smaller network and data set, the phenomena that
+Cohen et al. (arXiv 2103.00065) reported: progressive sharpening and the edge of stability
+({sharpening}), re-sharpening after a step-size drop ({drop}), the critical sharpness of
+momentum ({momentum}) and the effect of width, depth and data size ({ablations}). Their
+sequel on adaptive methods (arXiv 2207.14484) supplies Adam's preconditioned threshold
+({adam}), and Andreyev & Beneventano (arXiv 2412.20553) the batch sharpness of SGD
+({sgd}). The mechanism is the self-stabilization of Damian et al. (arXiv 2209.15594),
+whose cubic model and four phases are {phases}; its stochastic extension by Liao et al.
+(arXiv 2604.21016) is tested on that model in {stochastic-gap}. The central flow of
+Cohen, Damian et al. (arXiv 2410.24206) is run beside GD in {central-flow}. The minimal
+models come from: the uv model's catapult (Lewkowycz et al., arXiv 2003.02218; Kalra et
+al., arXiv 2311.02076) in {catapult}; period-2 orbits of scalar networks (Chen & Bruna,
+arXiv 2206.04172) in {orbits}; the sharpness of gradient-flow solutions (Kreisler et al.,
+arXiv 2305.13064) in {gfs-sharpness}; the diagonal linear network (Woodworth et al., arXiv
+2002.09277) with the effective initialisation of large steps (Even et al., arXiv
+2302.08982) in {dln-bias}; logistic regression at large steps (Wu et al., arXiv
+2402.15926; Zhang et al., arXiv 2504.04105) and the stable cycles below 2/λ of Meng et al.
+(arXiv 2406.05033) in {logistic}. Three analyses of the edge of stability in other minimal
+settings are not reproduced: Arora, Li & Panigrahi (arXiv 2205.09745) prove it for
+normalised GD and for GD on √L, which then follow a flow that lowers the sharpness along
+the manifold of minimisers; Lyu, Li & Arora (arXiv 2206.07085) for scale-invariant
+networks with normalisation and weight decay; Li, Wang & Li (arXiv 2207.12678) for
+two-layer linear networks, tracking the phases of the sharpness through the norm of the
+output layer. Nor are the minimalist examples of Zhu et al. (arXiv 2210.03294) and Song &
+Yun (arXiv 2307.04204)."""
+
+
+def related_work() -> str:
+    """:data:`RELATED_WORK` with every ``{name}`` replaced by that figure's number."""
+    from paper.build import load_modules
+
+    return RELATED_WORK.format_map({m.NAME: f"Figure {m.NUMBER}" for m in load_modules()})
+
+
 #: Every paper the figures and the README use: (authors, title, arXiv id), in the order
 #: the text first needs them.
 REFERENCES = (
@@ -84,6 +121,14 @@ REFERENCES = (
     ("M. Song, C. Yun",
      "Trajectory alignment: understanding the edge of stability phenomenon via bifurcation "
      "theory", "2307.04204"),
+    ("S. Arora, Z. Li, A. Panigrahi",
+     "Understanding gradient descent on edge of stability in deep learning", "2205.09745"),
+    ("K. Lyu, Z. Li, S. Arora",
+     "Understanding the generalization benefit of normalization layers: sharpness reduction",
+     "2206.07085"),
+    ("Z. Li, Z. Wang, J. Li",
+     "Analyzing sharpness along GD trajectory: progressive sharpening and edge of stability",
+     "2207.12678"),
 )
 
 
@@ -138,7 +183,8 @@ def _last_from_scratch(out: str, info: dict) -> dict | None:
 def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict) -> str:
     """Write ``paper.md``, ``numbers.json`` and ``build.json`` into ``out``; return the path."""
     info["last_from_scratch"] = _last_from_scratch(out, info)
-    lines = [f"# {TITLE}", "", INTRO, "", f"*{_timing(info)}*", ""]
+    lines = [f"# {TITLE}", "", INTRO, "", f"*{_timing(info)}*", "", "## Related work", "",
+             related_work(), ""]
     numbers = {}
     for module, s in sections:
         lines += [f"## Figure {module.NUMBER}. {module.TITLE}", "",

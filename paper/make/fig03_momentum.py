@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from paper import style
+from paper import last_sample, style
 from paper.build import Context, Section
 from paper.cache import Job
 from paper.edge_stats import BAND, edge_summary, summary_table
+from paper.last_sample import last_sample_job
 from paper.make import _network as nw
 from paper.make import fig01_sharpening as fig01
 from paper.runs import describe_network, network_job
@@ -38,22 +39,32 @@ def jobs(quick: bool) -> list[Job]:
     heavy, nest = configs(quick)
     return ([fig01.reference_job(quick)]
             + [network_job(c, label=f"MNIST-1D, heavy ball beta={c.beta:g}") for c in heavy]
-            + [network_job(nest, label="MNIST-1D, Nesterov")])
+            + [network_job(nest, label="MNIST-1D, Nesterov")] + last_sample_jobs(quick))
+
+
+def last_sample_jobs(quick: bool) -> list[Job]:
+    """The cold check of the last tracked samples of panel (a)'s runs and Nesterov's."""
+    heavy, nest = configs(quick)
+    runs = [fig01.configs(quick)[-1], *heavy, nest]
+    return [last_sample_job(c, label=f"last sample, {c.optimizer} beta={c.beta:g}")
+            for c in runs]
 
 
 def make(ctx: Context) -> Section:
     heavy, c_nest = configs(ctx.quick)
-    r_gd, *r_heavy, r_nest = (ctx.result(j) for j in jobs(ctx.quick))
+    r_gd, *r_heavy, r_nest = (ctx.result(j) for j in jobs(ctx.quick)[:len(heavy) + 2])
     eta = fig01.reference_eta(ctx.quick)
     steps = c_nest.steps
+    last = [last_sample.summary(ctx.result(j)) for j in last_sample_jobs(ctx.quick)]
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.3)
     runs = [("GD", r_gd, style.GD, "2/η")]
-    colors = (style.MOMENTUM, style.PREDICTION)
+    colors = style.shades(style.HEAVY_BALL, len(heavy))
     for c, r, color in zip(heavy, r_heavy, colors, strict=True):
         runs.append((f"heavy ball, β = {c.beta:g}", r, color, f"2(1+{c.beta:g})/η"))
-    for name, r, color, edge_label in runs:
+    for (name, r, color, edge_label), s in zip(runs, last[:len(runs)], strict=True):
         nw.sharpness_curve(ax1, r, "main", color=color, label=f"{name}, η = {eta:g}",
                            edge_label=edge_label)
+        ax1.plot([s["t_last"]], [s["cold_last"]], marker="x", color=color, ms=7, ls="none")
     nw.style_sharpness_axes(ax1)
     ax1.set_title("Same step size, with and without momentum")
     ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(runs))
@@ -61,6 +72,8 @@ def make(ctx: Context) -> Section:
     nw.sharpness_curve(ax2, r_nest, "main", color=style.NESTEROV,
                        label=f"Nesterov, β = {c_nest.beta:g}, η = {c_nest.eta:g}",
                        edge_label="(2+2β)/((1+2β)η)")
+    ax2.plot([last[-1]["t_last"]], [last[-1]["cold_last"]], marker="x", color=style.NESTEROV,
+             ms=7, ls="none")
     style.edge_line(ax2, 2 / c_nest.eta, label="2/η (GD's edge)", color="0.6", ls=":")
     nw.style_sharpness_axes(ax2)
     ax2.set_title("Nesterov's edge lies below GD's")
@@ -88,7 +101,8 @@ def make(ctx: Context) -> Section:
         f"(β = {c_nest.beta:g}) from the same initialisation at its own step size "
         f"η = {c_nest.eta:g}. Dashed: each optimizer's critical sharpness on a quadratic, "
         "derived by the Schur–Cohn test in `minimal_eos.thresholds` (the momentum "
-        "thresholds are those of Cohen et al., arXiv 2103.00065).")
+        "thresholds are those of Cohen et al., arXiv 2103.00065); ×: the sharpness at the "
+        "last step estimated cold, by Lanczos from random starts.")
     table = summary_table([(f"{names[k]}, η = {row['eta']:g}", row)
                            for k, row in rows.items()])
     parts = []
@@ -109,8 +123,8 @@ def make(ctx: Context) -> Section:
         text += (" Not every plateau sits on the edge: "
                  + "; ".join(f"{names[k]} averaged {100 * -rows[k]['plateau_rel']:.1f}% "
                              f"below its edge, with {100 * rows[k]['within']:.0f}% of the "
-                             f"tracked steps after onset within ±{100 * BAND:g}% of it"
-                             for k in below) + ".")
+                             f"tracked steps of the same window within ±{100 * BAND:g}% of "
+                             f"it" for k in below) + ".")
     nest = rows["nesterov"]
     if nest["onset"] is not None:
         largest = all(nest["overshoot"] >= row["overshoot"] for row in rows.values()
@@ -124,6 +138,45 @@ def make(ctx: Context) -> Section:
                  f"{100 * (1 - nest['plateau'] / (2 / c_nest.eta)):.0f}% below 2/η = "
                  f"{2 / c_nest.eta:.2f}, the critical sharpness of GD at its η on a "
                  f"quadratic (no GD run at that η is shown).")
+    step = nesterov_step_size(r_nest, eta, c_nest.eta, c_nest.beta)
+    if step["edge_at_shared_eta"] < step["s0"]:
+        text += (f" Nesterov runs at a smaller step size because at the others' η = {eta:g} "
+                 f"(β = {c_nest.beta:g}) its critical sharpness, (2+2β)/((1+2β)η) = "
+                 f"{step['edge_at_shared_eta']:.2f} from `minimal_eos.thresholds`, is below "
+                 f"the network's initial sharpness {step['s0']:.2f} (the run's own value at "
+                 f"step {step['s0_step']}): the run would start above its edge, with no "
+                 f"sharpening phase to measure. At η = {c_nest.eta:g} it is "
+                 f"{step['edge_at_own_eta']:.2f}, "
+                 + ("above" if step["edge_at_own_eta"] > step["s0"] else "still not above")
+                 + " the initial sharpness.")
+    else:
+        text += (f" At the others' η = {eta:g} Nesterov's critical sharpness would be "
+                 f"{step['edge_at_shared_eta']:.2f}, above the initial sharpness "
+                 f"{step['s0']:.2f}; it runs at η = {c_nest.eta:g} (critical sharpness "
+                 f"{step['edge_at_own_eta']:.2f}).")
     text += ("\n\n" + table + "\n\nOn a quadratic, heavy ball's critical sharpness is (1+β) "
              "times GD's at the same η, and Nesterov's lies below 2/η.")
-    return Section(file=rel, caption=caption, text=text, numbers=rows)
+    text += (" The last tracked sample of each curve, checked by rerunning the run and "
+             "estimating the sharpness cold at its last two tracked iterates: "
+             + "; ".join(last_sample.describe(names[k], s)
+                         for k, s in zip(rows, last, strict=True)) + ".")
+    return Section(file=rel, caption=caption, text=text,
+                   numbers=rows | {"nesterov_step_size": step, "last_sample": last})
+
+
+def nesterov_step_size(r: dict, shared_eta: float, eta: float, beta: float) -> dict:
+    """Nesterov's critical sharpness at the other runs' step size and at its own, derived
+    by :func:`minimal_eos.thresholds.derive_all`, beside the initial sharpness ``s0`` of
+    its run ``r`` (its first tracked value).
+
+    On a quadratic of curvature ``a`` Nesterov's momentum is stable iff
+    ``a < (2 + 2 beta) / ((1 + 2 beta) eta)``; a run whose ``s0`` is above that starts
+    beyond its edge.
+    """
+    from minimal_eos.thresholds import derive_all
+
+    threshold = derive_all(("nesterov",))["nesterov"]
+    return {"s0": float(r["main.sharpness"][0]), "s0_step": int(r["main.sharpness_t"][0]),
+            "shared_eta": shared_eta, "eta": eta, "beta": beta,
+            "edge_at_shared_eta": threshold(eta=shared_eta, beta=beta),
+            "edge_at_own_eta": threshold(eta=eta, beta=beta)}

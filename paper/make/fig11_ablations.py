@@ -106,8 +106,7 @@ def make(ctx: Context) -> Section:
     for col, (panel, (base, field, values)) in enumerate(specs.items()):
         ax, axl = axes[0, col], axes[1, col]
         rows, medians, t_common = [], [], None
-        for i, v in enumerate(values):
-            color = style.SEQUENCE[i]
+        for v, color in zip(values, style.shades(style.GD, len(values)), strict=True):
             label = LABELS[panel].format(v)
             per_seed = []
             for seed in seed_list:

@@ -72,8 +72,8 @@ def make(ctx: Context) -> Section:
     fig, (ax1, ax2) = style.figure(2, width=11.0, height=4.0)
     pt, ps = r["adaptive.t"], r["adaptive.preconditioned"]
     edge = row["edge"]
-    ax1.plot(pt, ps, color=style.MOMENTUM, label="preconditioned λmax(P⁻¹H)")
-    ax1.plot(r["main.sharpness_t"], r["main.sharpness"], color=style.GD,
+    ax1.plot(pt, ps, color=style.ADAM, label="preconditioned λmax(P⁻¹H)")
+    ax1.plot(r["main.sharpness_t"], r["main.sharpness"], color="k", lw=1.0,
              label="raw sharpness λmax(H)")
     style.edge_line(ax1, edge, label="(2+2β₁)/((1−β₁)η)")
     style.edge_line(ax1, 2 / row["eta"], label="2/η", color="0.6", ls=":")
@@ -83,12 +83,12 @@ def make(ctx: Context) -> Section:
     ax1.set_title("Preconditioned and raw sharpness")
     ax1.legend(loc="center right")
     style.panel_label(ax1, "a")
-    ax2.plot(pt, ps, color=style.MOMENTUM, label="λmax(P⁻¹H)")
+    ax2.plot(pt, ps, color=style.ADAM, label="λmax(P⁻¹H)")
     ax2.axhspan(edge * (1 - row["band"]), edge * (1 + row["band"]), color="0.85", zorder=0,
                 label=f"±{100 * row['band']:.0f}%")
     style.edge_line(ax2, edge, label=f"{edge:,.0f}")
     if row["onset"] is not None:
-        ax2.axvline(row["onset"], color=style.MOMENTUM, lw=0.8, ls=":")
+        ax2.axvline(row["onset"], color=style.ADAM, lw=0.8, ls=":")
     ax2.set_xlabel("step t  [Adam updates]")
     ax2.set_ylabel("preconditioned sharpness λmax(P⁻¹H)")
     ax2.set_title("Against the threshold, linear scale")

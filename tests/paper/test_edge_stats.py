@@ -33,8 +33,28 @@ def test_catapult_and_plateau_of_a_known_series():
     assert r["plateau_rel"] == pytest.approx(late.mean() / 2 - 1)
     # after the onset: 2.1, 2.6, 2.3, 1.7 outside ±5% (1.92 is 4% below), the rest inside
     post = s[3:]
-    assert r["tracked"] == len(post)
-    assert r["within"] == pytest.approx((len(post) - 4) / len(post))
+    assert r["tracked_after_onset"] == len(post)
+    assert r["within_after_onset"] == pytest.approx((len(post) - 4) / len(post))
+    # the plateau window holds none of them
+    assert (r["within"], r["tracked"]) == (1.0, len(late))
+
+
+def test_within_is_counted_over_the_plateau_window():
+    t, s = _series()
+    s[t == 200] = 2.2  # +10%: outside the band, inside the plateau window (from step 120)
+    s[t == 250] = 1.8  # -10%: likewise
+    s[t == 290] = 1.95  # -2.5%: inside the band
+    r = edge_summary(t, s, 2.0, end=300)
+    late = s[t >= 120]
+    assert r["tracked"] == len(late) == 19
+    assert r["within"] == pytest.approx(17 / 19)
+    assert r["plateau"] == pytest.approx(late.mean())
+    assert r["tracked_after_onset"] == 28
+    assert r["within_after_onset"] == pytest.approx(22 / 28)
+    # a window ending earlier (end=200) holds steps 86..200: the one at 200 is out
+    early = edge_summary(t, s, 2.0, end=200)
+    assert early["window"] == 30 + 170 // 3 == 86
+    assert early["tracked"] == 12 and early["within"] == pytest.approx(11 / 12)
 
 
 def test_loss_spike_is_measured_over_the_catapult_only():
@@ -94,11 +114,11 @@ def test_summary_table_rows_and_span():
     reached = edge_summary(t, s, 2.0, end=300, loss=loss)
     never = edge_summary(t, s, 3.0, end=300)
     lines = summary_table([("a", reached), ("b", never)]).splitlines()
-    assert len(lines) == 4 and lines[1] == "|" + "---|" * 8
+    assert len(lines) == 4 and lines[1] == "|" + "---|" * 9
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     assert cells == ["a", "2.00", "step 30", "1.30 (40)", "step 60",
                      f"{loss[30:61].max():.2f}", f"{reached['plateau']:.2f} "
-                     f"({100 * reached['plateau_rel']:+.1f}%)",
-                     f"{100 * reached['within']:.0f}% of {reached['tracked']}"]
+                     f"({100 * reached['plateau_rel']:+.1f}%)", "100% of 19",
+                     f"{100 * 24 / 28:.0f}% of 28"]
     assert lines[3].split("|")[3].strip() == "not reached"
     assert span([0.5, 0.25]) == "0.25–0.50" and span([0.5, 0.5004]) == "0.50"
