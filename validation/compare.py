@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_config(config, max_hours=args.max_hours)
         try:
-            check_run(config)
+            checked = check_run(config)
         except DerivativeError as exc:
             raise ConfigError("arch", str(exc)) from None
         try:
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         quad = QuadraticChecks(quadratic_job(), None if args.no_cache else Cache(args.cache))
     t_run = time.perf_counter()
     results = run_experiment(config, out_dir=args.out, device=str(device), resume=args.resume,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, checked=checked)
     run_s = time.perf_counter() - t_run
     rows = evaluate(results, config)
     quad_s = None

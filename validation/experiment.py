@@ -18,7 +18,7 @@ import torch
 from validation.adaptive import Adam, PreconditionedProbe, RMSProp
 from validation.checkpoint import load_checkpoint, save_checkpoint
 from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
-from validation.derivatives import check_network
+from validation.derivatives import DerivativeCheck, check_network
 from validation.flows import (
     EDGE_TOL,
     CentralFlow,
@@ -341,6 +341,10 @@ class Experiment:
         The run.
     device : torch.device
         Where tensors live.
+    checked : DerivativeCheck, optional
+        The passed :func:`~validation.derivatives.check_run` of this configuration (as
+        ``python -m validation.compare`` makes before any work): the derivatives are not
+        checked again. Without it, or with the check of another configuration, they are.
 
     Raises
     ------
@@ -350,7 +354,8 @@ class Experiment:
         examples of the training set in float64); nothing is measured.
     """
 
-    def __init__(self, config: Config, device: torch.device) -> None:
+    def __init__(self, config: Config, device: torch.device, *,
+                 checked: DerivativeCheck | None = None) -> None:
         self.config = config
         self.device = device
         self.dtype = DTYPES[config.dtype]
@@ -363,8 +368,10 @@ class Experiment:
                                      activation=config.activation,
                                      parametrization=config.parametrization)
         # Refuse a network whose H v or third derivative is wrong before measuring it (a
-        # DerivativeError); the check draws from its own generator.
-        check_network(self.network, data, config.loss)
+        # DerivativeError), unless this configuration's check has passed already; the
+        # check draws from its own generator.
+        if checked is None or checked.config != config:
+            check_network(self.network, data, config.loss)
         self.objective: Objective = make_objective(self.network, data, loss=config.loss,
                                                    dtype=self.dtype, device=device,
                                                    chunk_size=config.chunk_size)
@@ -819,7 +826,8 @@ def checkpoint_meta(config: Config, device: str | torch.device) -> dict:
 
 def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
                    device: str = "auto", resume: bool = False, progress: bool = False,
-                   stop_after: int | None = None) -> dict:
+                   stop_after: int | None = None,
+                   checked: DerivativeCheck | None = None) -> dict:
     """Run every process of ``config`` to ``config.steps`` and return the records.
 
     Parameters
@@ -839,6 +847,9 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
         Show a tqdm progress bar.
     stop_after : int, optional
         Stop (after checkpointing) once this many steps are done; for tests of resuming.
+    checked : DerivativeCheck, optional
+        The passed :func:`~validation.derivatives.check_run` of ``config``, handed to
+        :class:`Experiment` so that the derivatives are checked once.
 
     Returns
     -------
@@ -857,7 +868,7 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
     run diverges, the flows and the constrained trajectory stop with it, and the loop
     ends as soon as no other run has steps left.
     """
-    exp = Experiment(config, pick_device(device))
+    exp = Experiment(config, pick_device(device), checked=checked)
     ckpt = os.path.join(os.fspath(out_dir), CHECKPOINT) if out_dir is not None else None
     meta = checkpoint_meta(config, exp.device)
     resumed_from = None
