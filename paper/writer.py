@@ -2,16 +2,17 @@
 
 The text of each figure comes from its figure function (:class:`paper.build.Section`),
 whose numbers are read from the result files; this module adds the frame around them.
-Every file is written atomically (:func:`validation.checkpoint.atomic_write`).
+Every file is written atomically (:func:`validation.checkpoint.atomic_write`); the JSON
+files are strict JSON, with NaN and infinities as the strings ``"NaN"``, ``"Infinity"``,
+``"-Infinity"`` (:func:`validation.checkpoint.write_strict_json`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from types import ModuleType
 
-from validation.checkpoint import atomic_write, write_json
+from validation.checkpoint import atomic_write, read_json, write_strict_json
 
 TITLE = "Gradient descent at the edge of stability, from minimal models to a real network"
 
@@ -126,8 +127,7 @@ def _last_from_scratch(out: str, info: dict) -> dict | None:
     if info["from_scratch"]:
         return {k: info[k] for k in keys}
     try:
-        with open(os.path.join(out, "build.json")) as fh:
-            old = json.load(fh)
+        old = read_json(os.path.join(out, "build.json"))
     except (OSError, ValueError):
         return None
     last = old.get("last_from_scratch")
@@ -155,5 +155,5 @@ def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict)
 
     atomic_write(path, _write)
     for name, data in (("numbers.json", numbers), ("build.json", info)):
-        write_json(os.path.join(out, name), data)
+        write_strict_json(os.path.join(out, name), data)
     return path

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,9 @@ import numpy as np
 MAGIC = b"minimal-eos checkpoint 1\n"
 #: Largest header line accepted (the configuration is a few kB).
 MAX_HEADER = 1 << 20
+#: The strings that stand for the floats strict JSON has no number for (the words of the
+#: tokens Python's ``json`` writes by default, so old and new files spell them alike).
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class CheckpointError(ValueError):
@@ -78,6 +82,55 @@ def write_json(path: str | os.PathLike, data: Any, *, allow_nan: bool = True) ->
             os.fsync(fh.fileno())
 
     atomic_write(path, _write)
+
+
+def encode_nonfinite(obj: Any) -> Any:
+    """Copy of ``obj`` that strict JSON holds, losing nothing.
+
+    A NaN or infinite float becomes the string ``"NaN"``, ``"Infinity"`` or
+    ``"-Infinity"`` (:data:`NONFINITE`); tuples become lists, numpy scalars Python
+    numbers and keys strings. :func:`decode_nonfinite` inverts it, so that
+    ``decode_nonfinite(json.loads(json.dumps(encode_nonfinite(x), allow_nan=False)))``
+    equals ``x`` with NaN in the places of NaN.
+    """
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {str(k): encode_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [encode_nonfinite(v) for v in obj]
+    return obj
+
+
+def decode_nonfinite(obj: Any) -> Any:
+    """Inverse of :func:`encode_nonfinite`: each string of :data:`NONFINITE` becomes its
+    float; anything else (also the NaN tokens of files written before) is kept."""
+    if isinstance(obj, str):
+        return NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: decode_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_nonfinite(v) for v in obj]
+    return obj
+
+
+def write_strict_json(path: str | os.PathLike, data: Any) -> None:
+    """:func:`write_json` of :func:`encode_nonfinite` of ``data``: strict JSON that any tool
+    reads, with NaN and infinities as strings; read it back with :func:`read_json`."""
+    write_json(path, encode_nonfinite(data), allow_nan=False)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The content of a JSON file, with the strings of :data:`NONFINITE` as floats.
+
+    Reads the files of :func:`write_strict_json` and, as before, those written with the
+    tokens ``NaN``/``Infinity``. Raises OSError or ValueError (``json.JSONDecodeError``)
+    when the file cannot be read.
+    """
+    with open(path) as fh:
+        return decode_nonfinite(json.load(fh))
 
 
 def _plain_state(obj: Any, where: str = "state") -> Any:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from validation.checkpoint import write_json
+from validation.checkpoint import read_json, write_json, write_strict_json
 from validation.experiment import Config
 from validation.preflight import (
     MAX_HOURS,
@@ -445,13 +445,12 @@ def result_path(out_dir: str | os.PathLike, key: str) -> str:
 
 def read_result(out_dir: str | os.PathLike, key: str) -> dict | None:
     """The finished record of ``key`` in ``out_dir``, or None (missing or unreadable)."""
-    path = result_path(out_dir, key)
     try:
-        with open(path) as fh:
-            rec = json.load(fh)
-    except (OSError, json.JSONDecodeError):
+        rec = read_json(result_path(out_dir, key))
+    except (OSError, ValueError):
         return None
-    return rec if rec.get("key") == key and rec.get("status") == "done" else None
+    return rec if isinstance(rec, dict) and rec.get("key") == key and \
+        rec.get("status") == "done" else None
 
 
 def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=None,
@@ -612,11 +611,11 @@ def _store(out_dir: str, entry: SweepEntry, rec: dict, records: dict) -> None:
     """Write a record: a result file when done, ``failed/<key>.json`` when not."""
     failed_path = os.path.join(out_dir, FAILED, f"{entry.key}.json")
     if rec["status"] == "done":
-        write_json(result_path(out_dir, entry.key), rec)
+        write_strict_json(result_path(out_dir, entry.key), rec)
         if os.path.exists(failed_path):
             os.remove(failed_path)
     else:
-        write_json(failed_path, rec)
+        write_strict_json(failed_path, rec)
     records[entry.key] = rec
 
 
