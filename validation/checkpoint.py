@@ -84,28 +84,29 @@ def write_json(path: str | os.PathLike, data: Any, *, allow_nan: bool = True) ->
     atomic_write(path, _write)
 
 
-def encode_nonfinite(obj: Any) -> Any:
-    """Copy of ``obj`` that strict JSON holds, losing nothing.
+def json_ready(obj: Any, *, strict: bool = False) -> Any:
+    """JSON-ready copy of ``obj``: keys as strings, tuples as lists, numpy scalars as Python
+    numbers.
 
-    A NaN or infinite float becomes the string ``"NaN"``, ``"Infinity"`` or
-    ``"-Infinity"`` (:data:`NONFINITE`); tuples become lists, numpy scalars Python
-    numbers and keys strings. :func:`decode_nonfinite` inverts it, so that
-    ``decode_nonfinite(json.loads(json.dumps(encode_nonfinite(x), allow_nan=False)))``
-    equals ``x`` with NaN in the places of NaN.
+    With ``strict``, also a NaN or infinite float as the string ``"NaN"``, ``"Infinity"``
+    or ``"-Infinity"`` (:data:`NONFINITE`): ``json.dumps(..., allow_nan=False)`` accepts the
+    copy, and :func:`decode_nonfinite` inverts it, so that
+    ``decode_nonfinite(json.loads(json.dumps(json_ready(x, strict=True))))`` equals ``x``
+    with NaN in the places of NaN.
     """
     if isinstance(obj, np.generic):
         obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
+    if strict and isinstance(obj, float) and not math.isfinite(obj):
         return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
     if isinstance(obj, dict):
-        return {str(k): encode_nonfinite(v) for k, v in obj.items()}
+        return {str(k): json_ready(v, strict=strict) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [encode_nonfinite(v) for v in obj]
+        return [json_ready(v, strict=strict) for v in obj]
     return obj
 
 
 def decode_nonfinite(obj: Any) -> Any:
-    """Inverse of :func:`encode_nonfinite`: each string of :data:`NONFINITE` becomes its
+    """Inverse of :func:`json_ready` with ``strict``: each string of :data:`NONFINITE` becomes its
     float; anything else (also the NaN tokens of files written before) is kept."""
     if isinstance(obj, str):
         return NONFINITE.get(obj, obj)
@@ -117,9 +118,9 @@ def decode_nonfinite(obj: Any) -> Any:
 
 
 def write_strict_json(path: str | os.PathLike, data: Any) -> None:
-    """:func:`write_json` of :func:`encode_nonfinite` of ``data``: strict JSON that any tool
+    """:func:`write_json` of ``json_ready(data, strict=True)``: strict JSON that any tool
     reads, with NaN and infinities as strings; read it back with :func:`read_json`."""
-    write_json(path, encode_nonfinite(data), allow_nan=False)
+    write_json(path, json_ready(data, strict=True), allow_nan=False)
 
 
 def read_json(path: str | os.PathLike) -> Any:

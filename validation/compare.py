@@ -18,6 +18,8 @@ import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
+from validation.cli import OneLineParser  # noqa: E402
+
 CHECK_HELP = """\
 checks (comma-separated; 'default' or 'all'):
   edge                  (a) the sharpness rises, then hovers at the critical sharpness
@@ -41,20 +43,13 @@ batch-sharpness; adam or rmsprop: preconditioned-edge)
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     from validation.experiment import OPTIMIZER_DEFAULTS, Config
     from validation.preflight import MAX_HOURS
 
     d = Config()
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m validation.compare",
         description="Check edge-of-stability predictions on a real network (torch).",
         epilog=CHECK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -440,16 +440,16 @@ class Experiment:
                                            tracker=self._tracker(1, seed=10))
         elif config.optimizer in ("adam", "rmsprop"):
             self.adaptive = PreconditionedProbe(
-                self.objective.hvp, lambda op: SharpnessTracker(
-                    op, self.p, k=max(1, config.track_vectors), tol=config.tol,
-                    refresh_every=config.refresh_every,
-                    generator=torch.Generator().manual_seed(config.seed * 1000 + 11)))
+                self.objective.hvp, lambda op: self._tracker(1, seed=11, op=op))
 
-    def _tracker(self, k: int, seed: int, tol: float | None = None) -> SharpnessTracker:
-        """A tracker of at least ``k`` (and ``config.track_vectors``) eigenpairs, with
-        relative residual ``tol`` (default ``config.tol``)."""
+    def _tracker(self, k: int, seed: int, tol: float | None = None,
+                 op=None) -> SharpnessTracker:
+        """A tracker of at least ``k`` (and ``config.track_vectors``) eigenpairs of ``op``
+        (default: the Hessian, ``objective.hvp``), with relative residual ``tol`` (default
+        ``config.tol``), drawing from seed ``config.seed * 1000 + seed``."""
         gen = torch.Generator().manual_seed(self.config.seed * 1000 + seed)
-        return SharpnessTracker(self.objective.hvp, self.p, k=max(k, self.config.track_vectors),
+        return SharpnessTracker(self.objective.hvp if op is None else op, self.p,
+                                k=max(k, self.config.track_vectors),
                                 tol=self.config.tol if tol is None else tol,
                                 refresh_every=self.config.refresh_every, generator=gen)
 
@@ -459,13 +459,7 @@ class Experiment:
         cfg = self.config
 
         def tracker(seed: int):
-            def make(op):
-                return SharpnessTracker(op, self.p, k=max(cfg.eigs, cfg.track_vectors),
-                                        tol=min(cfg.tol, EDGE_TOL),
-                                        refresh_every=cfg.refresh_every,
-                                        generator=torch.Generator().manual_seed(
-                                            cfg.seed * 1000 + seed))
-            return make
+            return lambda op: self._tracker(cfg.eigs, seed, tol=min(cfg.tol, EDGE_TOL), op=op)
 
         kw = {"beta2": cfg.beta2, "eps": cfg.eps}
         self.rf = RMSPropCentralFlow(self.objective, cfg.eta, w, nu, make_tracker=tracker(12),
