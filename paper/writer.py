@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from validation.checkpoint import atomic_write, read_json, write_strict_json
+from validation.checkpoint import read_json, write_strict_json, write_text
 
 TITLE = "Gradient descent at the edge of stability, from minimal models to a real network"
 
@@ -146,14 +146,7 @@ def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict)
                   f"**Figure {module.NUMBER}.** {s.caption.strip()}", "", s.text.strip(), ""]
         numbers[module.NAME] = s.numbers
     lines += references()
-    path = os.path.join(out, "paper.md")
-    text = "\n".join(lines).rstrip() + "\n"
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    atomic_write(path, _write)
+    path = write_text(os.path.join(out, "paper.md"), "\n".join(lines).rstrip() + "\n")
     for name, data in (("numbers.json", numbers), ("build.json", info)):
         write_strict_json(os.path.join(out, name), data)
     return path

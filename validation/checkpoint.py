@@ -73,15 +73,22 @@ def write_json(path: str | os.PathLike, data: Any, *, allow_nan: bool = True) ->
     With ``allow_nan=False`` the file is strict JSON: a NaN or infinity raises
     ValueError instead of writing the non-standard tokens ``NaN``/``Infinity``.
     """
-    text = json.dumps(data, indent=2, allow_nan=allow_nan) + "\n"
+    write_text(path, json.dumps(data, indent=2, allow_nan=allow_nan) + "\n", sync=True)
 
+
+def write_text(path: str | os.PathLike, text: str, *, sync: bool = False) -> str:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`), newlines as given;
+    with ``sync``, flushed to the disk (``os.fsync``) before it replaces the old file.
+    Returns the path."""
     def _write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
+        with open(tmp, "w", newline="") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
 
     atomic_write(path, _write)
+    return os.fspath(path)
 
 
 def json_ready(obj: Any, *, strict: bool = False) -> Any:

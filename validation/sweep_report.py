@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from validation.checkpoint import atomic_write
+from validation.checkpoint import write_text
 from validation.predictions import count_statuses
 from validation.report import save_png
 
@@ -110,14 +110,7 @@ def write_summary_csv(out_dir: str | os.PathLike, entries: list, records: dict) 
         writer.writeheader()
         for r in rows:
             writer.writerow({k: _cell(v, 10) if v is not None else "" for k, v in r.items()})
-    path = os.path.join(os.fspath(out_dir), "summary.csv")
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(buf.getvalue())
-
-    atomic_write(path, _write)
-    return path
+    return write_text(os.path.join(os.fspath(out_dir), "summary.csv"), buf.getvalue())
 
 
 def _done(entries: list, records: dict) -> list[tuple]:
