@@ -8,6 +8,7 @@ correlation of exactly 0.5, exactly ``CE_MIN_DECLINE`` steps in the decline wind
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -153,11 +154,11 @@ def test_a_diverged_run_judges_nothing():
     assert all("diverged at step 150" in rows[n]["reason"] for n in NAMES[3:])
 
 
-def test_evaluate_picks_the_rows_by_the_loss(evaluated_config):
+def test_evaluate_picks_the_rows_by_the_loss():
     res = {"runs": {"main": {**_run(RISE, HOVER, DECLINE), "optimizer": "gd"}}}
-    ce = evaluate(res, evaluated_config(("edge",), loss="ce"))
+    ce = evaluate(res, SimpleNamespace(checks=("edge",), loss="ce"))
     assert [r["name"] for r in ce] == NAMES
-    mse = evaluate(res, evaluated_config(("edge",)))
+    mse = evaluate(res, SimpleNamespace(checks=("edge",), loss="mse"))
     assert [r["name"] for r in mse] == NAMES[:3]
     assert all(r["status"] == "fails" for r in mse[1:])
 
