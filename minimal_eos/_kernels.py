@@ -8,6 +8,15 @@ innermost loop runs over the chunk's runs, so that LLVM can vectorise it.
 Generated models compile this loop in the same module file as their kernels
 (:meth:`minimal_eos.symbolic.SymbolicLoss.compile`, from :func:`loop_source`), so that numba
 caches it on disk; hand-written models compile it once per process.
+
+The blocks this loop shares with the loop of SGD, RMSProp and Adam
+(:mod:`minimal_eos._sgd`) are the compiled functions of :data:`LOOP_HELPERS`. numba's disk
+cache keys a function by its own file, so it would not see a change in a compiled function
+it calls from another file; hence the rule: a loop cached on disk calls only functions of
+its own file. The helpers are therefore compiled here without the disk cache (for the loops
+compiled in memory, this one around hand-written kernels and SGD's), and
+:func:`loop_source` copies their source into every generated module, whose text, hence
+cache key, changes with them.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ if TYPE_CHECKING:
     from .symbolic import Kernels
 
 LOOP_OPTIONS = {"parallel": True, "nogil": True, "error_model": "numpy"}
+#: Options of the helpers of :data:`LOOP_HELPERS` (never ``cache=True``: see the module
+#: docstring).
+HELPER_OPTIONS = {"nogil": True, "error_model": "numpy"}
 _CACHE: dict[int, tuple[Kernels, numba.core.registry.CPUDispatcher]] = {}
 
 
@@ -46,10 +58,20 @@ def simulation_kernel(kernels: Kernels):
 
 
 def loop_source() -> str:
-    """Source of :func:`detect_periods` and of the simulation loop, which calls the globals
-    ``loss_k``, ``sharp_k``, ``step_k`` and ``periods_k``."""
+    """Source of :func:`detect_periods`, of the helpers of :data:`LOOP_HELPERS` (without
+    their decorator) and of the simulation loop, which calls the globals ``loss_k``,
+    ``sharp_k``, ``step_k`` and ``periods_k`` and the helpers by their names; the module
+    that holds it compiles the helpers under the same names."""
+    helpers = [_undecorated(h.py_func) for h in LOOP_HELPERS]
     loop = textwrap.dedent(inspect.getsource(_make_loop(None, None, None, None)))
-    return inspect.getsource(detect_periods) + "\n\n" + loop
+    return "\n\n".join([inspect.getsource(detect_periods), *helpers, loop])
+
+
+def _undecorated(fn) -> str:
+    """Source of the module-level function ``fn`` without its decorator lines."""
+    lines = inspect.getsource(fn).splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("def "))
+    return "".join(lines[start:])
 
 
 def generic_step_source() -> str:
@@ -160,6 +182,67 @@ def detect_periods(hist, diverged_at, tol, max_period, period):
 PERIODS_KERNEL = numba.njit(nogil=True, error_model="numpy", cache=True)(detect_periods)
 
 
+@numba.njit(**HELPER_OPTIONS)
+def keep_row(buf, rec, r, lo):
+    """``rec[r, lo + b] = buf[b]`` for the chunk's runs ``b``: a recorded loss or sharpness."""
+    for b in range(buf.shape[0]):
+        rec[r, lo + b] = buf[b]
+
+
+@numba.njit(**HELPER_OPTIONS)
+def keep_iterates(x, out, i, lo):
+    """``out[i, k, lo + b] = x[k, b]``: the chunk's iterates ``x`` (shape ``(d, n)``) into a
+    record of ``theta`` or into the chunk's tail of last iterates (``lo = 0``)."""
+    d, n = x.shape
+    for k in range(d):
+        for b in range(n):
+            out[i, k, lo + b] = x[k, b]
+
+
+@numba.njit(**HELPER_OPTIONS)
+def step_sizes(etas, lo, sharp, scode, spar, t, f_prev, e):
+    """Step sizes ``e[b]`` of the chunk's runs at step ``t``; returns the schedule's factor.
+
+    Schedule ``scode``: 0 constant, ``f = 1``; 1 a drop, ``f = spar[1]`` from step
+    ``spar[0]`` on; 2 a warm-up, ``f = min(1, (t + 1) / spar[0])``; then
+    ``e[b] = eta_b f``, written only at ``t = 0`` and when ``f`` differs from ``f_prev``.
+    Schedule 3 (adaptive): ``e[b] = eta_b / max(S_b, spar[0])`` with the sharpness
+    ``S_b = sharp[b]`` of the current iterate, and ``f_prev`` is returned unchanged.
+    """
+    n = e.shape[0]
+    if scode == 3:
+        floor = spar[0]
+        for b in range(n):
+            e[b] = etas[lo + b] / max(sharp[b], floor)
+        return f_prev
+    f = 1.0
+    if scode == 1 and t >= spar[0]:
+        f = spar[1]
+    elif scode == 2:
+        f = min(1.0, (t + 1) / spar[0])
+    if t == 0 or f != f_prev:
+        for b in range(n):
+            e[b] = etas[lo + b] * f
+    return f
+
+
+@numba.njit(**HELPER_OPTIONS)
+def finish_chunk(x, death, lo, x_out, div_out, dead):
+    """The chunk's last iterates into ``x_out``, and the step at which each run diverged
+    (``death[b]``, or -1 for ``inf``) into ``dead`` and ``div_out``."""
+    d, n = x.shape
+    for k in range(d):
+        for b in range(n):
+            x_out[k, lo + b] = x[k, b]
+    for b in range(n):
+        dead[b] = -1 if death[b] == np.inf else int(death[b])
+        div_out[lo + b] = dead[b]
+
+
+#: The blocks shared by the loops of this module and of :mod:`minimal_eos._sgd`.
+LOOP_HELPERS = (keep_row, keep_iterates, step_sizes, finish_chunk)
+
+
 def _make_loop(loss_k, sharp_k, step_k, periods_k):
     def loop(th0, etas, beta, opt, steps, scode, spar, p, every, save_loss, save_sharp,
              save_theta, bound, tol, max_period, chunk, x_out, div_out, rec_loss, rec_sharp,
@@ -194,48 +277,25 @@ def _make_loop(loss_k, sharp_k, step_k, periods_k):
                 if t % every == 0 or t == steps:
                     if save_loss:
                         loss_k(x, 0, n, p, buf)
-                        for b in range(n):
-                            rec_loss[r, lo + b] = buf[b]
+                        keep_row(buf, rec_loss, r, lo)
                     if save_sharp:
                         sharp_k(x, 0, n, p, buf)
-                        for b in range(n):
-                            rec_sharp[r, lo + b] = buf[b]
+                        keep_row(buf, rec_sharp, r, lo)
                     if save_theta:
-                        for k in range(d):
-                            for b in range(n):
-                                rec_theta[r, k, lo + b] = x[k, b]
+                        keep_iterates(x, rec_theta, r, lo)
                     r += 1
                 h = t - (steps + 1 - nhist)
                 if h >= 0:
-                    for k in range(d):
-                        for b in range(n):
-                            tail[h, k, b] = x[k, b]
+                    keep_iterates(x, tail, h, 0)
                 if t == steps:
                     break
                 # step sizes: recomputed only when the schedule's factor changes
                 if scode == 3:
                     sharp_k(x, 0, n, p, buf)
-                    floor = spar[0]
-                    for b in range(n):
-                        e[b] = etas[lo + b] / max(buf[b], floor)
-                else:
-                    f = 1.0
-                    if scode == 1 and t >= spar[0]:
-                        f = spar[1]
-                    elif scode == 2:
-                        f = min(1.0, (t + 1) / spar[0])
-                    if t == 0 or f != f_prev:
-                        for b in range(n):
-                            e[b] = etas[lo + b] * f
-                    f_prev = f
+                f_prev = step_sizes(etas, lo, buf, scode, spar, t, f_prev, e)
                 step_k(x, v, e, death, t, beta, opt, bound, 0, n, p, scratch)
-            for k in range(d):
-                for b in range(n):
-                    x_out[k, lo + b] = x[k, b]
             dead = np.empty(n, dtype=np.int64)
-            for b in range(n):
-                dead[b] = -1 if death[b] == np.inf else int(death[b])
-                div_out[lo + b] = dead[b]
+            finish_chunk(x, death, lo, x_out, div_out, dead)
             found = np.empty(n, dtype=np.int64)
             periods_k(tail, dead, tol, max_period, found)
             for b in range(n):

@@ -10,6 +10,11 @@ example ``i``, each ``grad l_i`` from the model's own gradient kernel given that
 example's parameters (:meth:`minimal_eos.models.Model.example_params`), computed for the
 whole chunk at once and skipped when no run of the chunk drew it.
 
+The blocks it shares with the loop of GD (records, tail, step sizes, final write-out) are
+the compiled helpers of :data:`minimal_eos._kernels.LOOP_HELPERS`; this loop is compiled in
+memory once per process, so a change in them is always seen (see the rule in
+:mod:`minimal_eos._kernels`).
+
 RMSProp and Adam take the full gradient and update their moment estimates with the same
 floating-point operations, in the same order, as their update maps in
 :mod:`minimal_eos.optimizers` on numpy arrays, so that the loop equals
@@ -22,13 +27,21 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._kernels import LOOP_OPTIONS, PERIODS_KERNEL
+from ._kernels import (
+    LOOP_OPTIONS,
+    PERIODS_KERNEL,
+    finish_chunk,
+    keep_iterates,
+    keep_row,
+    step_sizes,
+)
 from ._random import below
 
 _CACHE: dict[int, tuple[object, numba.core.registry.CPUDispatcher]] = {}
 
 
-@numba.njit(nogil=True, error_model="numpy", cache=True)
+# Not cached on disk: it calls ``below`` of another file (see the rule in _kernels).
+@numba.njit(nogil=True, error_model="numpy")
 def batch_counts(n, batch, replacement, seed, run, step, perm, counts):
     """Add to ``counts[i]`` how many times example ``i`` is in run ``run``'s batch at ``step``.
 
@@ -113,39 +126,21 @@ def _make_sgd_loop(loss_k, sharp_k, grad_k, periods_k, counts_k):
                 if t % every == 0 or t == steps:
                     if save_loss:
                         loss_k(x, 0, n, p, buf)
-                        for b in range(n):
-                            rec_loss[r, lo + b] = buf[b]
+                        keep_row(buf, rec_loss, r, lo)
                     if save_sharp:
                         sharp_k(x, 0, n, p, buf)
-                        for b in range(n):
-                            rec_sharp[r, lo + b] = buf[b]
+                        keep_row(buf, rec_sharp, r, lo)
                     if save_theta:
-                        for k in range(d):
-                            for b in range(n):
-                                rec_theta[r, k, lo + b] = x[k, b]
+                        keep_iterates(x, rec_theta, r, lo)
                     r += 1
                 h = t - (steps + 1 - nhist)
                 if h >= 0:
-                    for k in range(d):
-                        for b in range(n):
-                            tail[h, k, b] = x[k, b]
+                    keep_iterates(x, tail, h, 0)
                 if t == steps:
                     break
                 if scode == 3:
                     sharp_k(x, 0, n, p, buf)
-                    floor = spar[0]
-                    for b in range(n):
-                        e[b] = etas[lo + b] / max(buf[b], floor)
-                else:
-                    f = 1.0
-                    if scode == 1 and t >= spar[0]:
-                        f = spar[1]
-                    elif scode == 2:
-                        f = min(1.0, (t + 1) / spar[0])
-                    if t == 0 or f != f_prev:
-                        for b in range(n):
-                            e[b] = etas[lo + b] * f
-                    f_prev = f
+                f_prev = step_sizes(etas, lo, buf, scode, spar, t, f_prev, e)
                 tf = float(t + 1)
                 if opt == 3:
                     # the mini-batches of every run of the chunk
@@ -210,13 +205,8 @@ def _make_sgd_loop(loss_k, sharp_k, grad_k, periods_k, counts_k):
                     for k in range(d):
                         for b in range(n):
                             m[k, b] = mn[k, b] if ok[b] > 0.0 else m[k, b]
-            for k in range(d):
-                for b in range(n):
-                    x_out[k, lo + b] = x[k, b]
             dead = np.empty(n, dtype=np.int64)
-            for b in range(n):
-                dead[b] = -1 if death[b] == np.inf else int(death[b])
-                div_out[lo + b] = dead[b]
+            finish_chunk(x, death, lo, x_out, div_out, dead)
             found = np.empty(n, dtype=np.int64)
             periods_k(tail, dead, tol, max_period, found)
             for b in range(n):

@@ -45,7 +45,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ._checks import sympy_expr
 from ._diskcache import import_generated
-from ._kernels import LOOP_OPTIONS, loop_source
+from ._kernels import LOOP_HELPERS, LOOP_OPTIONS, loop_source
 from ._trace import traced_rules
 
 JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
@@ -320,6 +320,7 @@ class SymbolicLoss:
         footer += [f"{n} = numba.njit(**_JIT)({n})" for n in (*_KERNEL_NAMES, "sharp")]
         footer += ["loss_k, sharp_k, step_k = loss, sharp, step",
                    "periods_k = numba.njit(**_JIT)(detect_periods)",
+                   *(f"{h.__name__} = numba.njit(**_JIT)({h.__name__})" for h in LOOP_HELPERS),
                    f"loop = numba.njit(**{loop_jit!r})(loop)"]
         sharp = textwrap.dedent(inspect.getsource(_sharpness_function(None, self.dim)))
         parts = [header, src, sharp, loop_source(), "\n".join(footer) + "\n"]

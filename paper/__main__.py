@@ -16,19 +16,14 @@ import os
 import sys
 import time
 
-
-class _Parser(argparse.ArgumentParser):
-    """Errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''}\n")
+from validation.cli import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    p = _Parser(prog="python -m paper",
-                description="Rebuild every figure of the paper and paper.md, from cached "
-                            "results named after their configuration when present.")
+    p = OneLineParser(prog="python -m paper",
+                      description="Rebuild every figure of the paper and paper.md, from cached "
+                                  "results named after their configuration when present.")
     p.add_argument("--quick", action="store_true",
                    help="reduced form: tiny networks and few steps (for CI)")
     p.add_argument("--only", nargs="+", metavar="NAME",

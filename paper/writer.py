@@ -2,16 +2,17 @@
 
 The text of each figure comes from its figure function (:class:`paper.build.Section`),
 whose numbers are read from the result files; this module adds the frame around them.
-Every file is written atomically (:func:`validation.checkpoint.atomic_write`).
+Every file is written atomically (:func:`validation.checkpoint.atomic_write`); the JSON
+files are strict JSON, with NaN and infinities as the strings ``"NaN"``, ``"Infinity"``,
+``"-Infinity"`` (:func:`validation.checkpoint.write_strict_json`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from types import ModuleType
 
-from validation.checkpoint import atomic_write, write_json
+from validation.checkpoint import read_json, write_strict_json, write_text
 
 TITLE = "Gradient descent at the edge of stability, from minimal models to a real network"
 
@@ -171,8 +172,7 @@ def _last_from_scratch(out: str, info: dict) -> dict | None:
     if info["from_scratch"]:
         return {k: info[k] for k in keys}
     try:
-        with open(os.path.join(out, "build.json")) as fh:
-            old = json.load(fh)
+        old = read_json(os.path.join(out, "build.json"))
     except (OSError, ValueError):
         return None
     last = old.get("last_from_scratch")
@@ -192,14 +192,7 @@ def write_paper(out: str, sections: list[tuple[ModuleType, object]], info: dict)
                   f"**Figure {module.NUMBER}.** {s.caption.strip()}", "", s.text.strip(), ""]
         numbers[module.NAME] = s.numbers
     lines += references()
-    path = os.path.join(out, "paper.md")
-    text = "\n".join(lines).rstrip() + "\n"
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    atomic_write(path, _write)
+    path = write_text(os.path.join(out, "paper.md"), "\n".join(lines).rstrip() + "\n")
     for name, data in (("numbers.json", numbers), ("build.json", info)):
-        write_json(os.path.join(out, name), data)
+        write_strict_json(os.path.join(out, name), data)
     return path

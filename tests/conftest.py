@@ -30,8 +30,10 @@ that a mutant leaves unchanged is compiled once, not once per mutant (a mutated 
 rule generates another module text, hence another cache entry).
 """
 
+import math
 import os
 import shutil
+import sys
 import tempfile
 import zlib
 
@@ -106,3 +108,25 @@ def rng(request) -> np.random.Generator:
     seed = zlib.crc32(request.node.nodeid.encode())
     print(f"rng seed for {request.node.nodeid}: {seed}")
     return np.random.default_rng(seed)
+
+
+def _same(a, b) -> bool:
+    """Equal, with NaN equal to NaN, through dicts, lists and tuples (and torch tensors,
+    compared with ``torch.equal``: a tensor exists only once torch is imported)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b
+
+
+@pytest.fixture(scope="session")
+def same():
+    """``(a, b) -> bool``: ``a == b`` bit for bit, with NaN equal to NaN, through dicts,
+    lists, tuples and torch tensors (two runs' records, a record and its file)."""
+    return _same

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,9 @@ import numpy as np
 MAGIC = b"minimal-eos checkpoint 1\n"
 #: Largest header line accepted (the configuration is a few kB).
 MAX_HEADER = 1 << 20
+#: The strings that stand for the floats strict JSON has no number for (the words of the
+#: tokens Python's ``json`` writes by default, so old and new files spell them alike).
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 class CheckpointError(ValueError):
@@ -69,15 +73,72 @@ def write_json(path: str | os.PathLike, data: Any, *, allow_nan: bool = True) ->
     With ``allow_nan=False`` the file is strict JSON: a NaN or infinity raises
     ValueError instead of writing the non-standard tokens ``NaN``/``Infinity``.
     """
-    text = json.dumps(data, indent=2, allow_nan=allow_nan) + "\n"
+    write_text(path, json.dumps(data, indent=2, allow_nan=allow_nan) + "\n", sync=True)
 
+
+def write_text(path: str | os.PathLike, text: str, *, sync: bool = False) -> str:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`), newlines as given;
+    with ``sync``, flushed to the disk (``os.fsync``) before it replaces the old file.
+    Returns the path."""
     def _write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
+        with open(tmp, "w", newline="") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
 
     atomic_write(path, _write)
+    return os.fspath(path)
+
+
+def json_ready(obj: Any, *, strict: bool = False) -> Any:
+    """JSON-ready copy of ``obj``: keys as strings, tuples as lists, numpy scalars as Python
+    numbers.
+
+    With ``strict``, also a NaN or infinite float as the string ``"NaN"``, ``"Infinity"``
+    or ``"-Infinity"`` (:data:`NONFINITE`): ``json.dumps(..., allow_nan=False)`` accepts the
+    copy, and :func:`decode_nonfinite` inverts it, so that
+    ``decode_nonfinite(json.loads(json.dumps(json_ready(x, strict=True))))`` equals ``x``
+    with NaN in the places of NaN.
+    """
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if strict and isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v, strict=strict) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v, strict=strict) for v in obj]
+    return obj
+
+
+def decode_nonfinite(obj: Any) -> Any:
+    """Inverse of :func:`json_ready` with ``strict``: each string of :data:`NONFINITE` becomes its
+    float; anything else (also the NaN tokens of files written before) is kept."""
+    if isinstance(obj, str):
+        return NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: decode_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_nonfinite(v) for v in obj]
+    return obj
+
+
+def write_strict_json(path: str | os.PathLike, data: Any) -> None:
+    """:func:`write_json` of ``json_ready(data, strict=True)``: strict JSON that any tool
+    reads, with NaN and infinities as strings; read it back with :func:`read_json`."""
+    write_json(path, json_ready(data, strict=True), allow_nan=False)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The content of a JSON file, with the strings of :data:`NONFINITE` as floats.
+
+    Reads the files of :func:`write_strict_json` and, as before, those written with the
+    tokens ``NaN``/``Infinity``. Raises OSError or ValueError (``json.JSONDecodeError``)
+    when the file cannot be read.
+    """
+    with open(path) as fh:
+        return decode_nonfinite(json.load(fh))
 
 
 def _plain_state(obj: Any, where: str = "state") -> Any:

@@ -18,6 +18,8 @@ import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
+from validation.cli import OneLineParser  # noqa: E402
+
 CHECK_HELP = """\
 checks (comma-separated; 'default' or 'all'):
   edge                  (a) the sharpness rises, then hovers at the critical sharpness
@@ -41,20 +43,13 @@ batch-sharpness; adam or rmsprop: preconditioned-edge)
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     from validation.experiment import OPTIMIZER_DEFAULTS, Config
     from validation.preflight import MAX_HOURS
 
     d = Config()
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m validation.compare",
         description="Check edge-of-stability predictions on a real network (torch).",
         epilog=CHECK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -368,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_config(config, max_hours=args.max_hours)
         try:
-            check_run(config)
+            checked = check_run(config)
         except DerivativeError as exc:
             raise ConfigError("arch", str(exc)) from None
         try:
@@ -406,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         quad = QuadraticChecks(quadratic_job(), None if args.no_cache else Cache(args.cache))
     t_run = time.perf_counter()
     results = run_experiment(config, out_dir=args.out, device=str(device), resume=args.resume,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, checked=checked)
     run_s = time.perf_counter() - t_run
     rows = evaluate(results, config)
     quad_s = None

@@ -7,11 +7,14 @@ higher derivative of one operation (a normalisation layer, a custom activation) 
 every prediction of a run wrong without any visible sign. :func:`check_derivatives`
 compares both with central finite differences of the lower derivative, in float64;
 :func:`check_run` does so for the network, loss and data of a run, on a few examples, and
-:class:`~validation.experiment.Experiment` calls it before anything is measured.
+:class:`~validation.experiment.Experiment` calls it before anything is measured, unless it
+is handed the passed check of its own configuration (``python -m validation.compare``
+checks before any work and hands its check on, so that a run is checked once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -71,12 +74,17 @@ class DerivativeCheck:
         :data:`STEPS` that passed.
     hvp_step, third_step : float
         That step.
+    config : Config or None
+        The run checked, when the check is :func:`check_run`'s (None otherwise): an
+        :class:`~validation.experiment.Experiment` of this configuration handed this check
+        does not check again.
     """
 
     hvp_error: float
     third_error: float
     hvp_step: float
     third_step: float
+    config: Config | None = None
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -210,6 +218,9 @@ def check_run(config: Config, data: Dataset | None = None) -> DerivativeCheck:
     Returns
     -------
     DerivativeCheck
+        With ``config`` set: handed to :class:`~validation.experiment.Experiment` (or
+        :func:`~validation.experiment.run_experiment`) as ``checked``, it spares the run a
+        second check.
 
     Raises
     ------
@@ -224,4 +235,4 @@ def check_run(config: Config, data: Dataset | None = None) -> DerivativeCheck:
                             depth=config.depth, width=config.width,
                             activation=config.activation,
                             parametrization=config.parametrization)
-    return check_network(network, data, config.loss)
+    return dataclasses.replace(check_network(network, data, config.loss), config=config)

@@ -18,7 +18,7 @@ import torch
 from validation.adaptive import Adam, PreconditionedProbe, RMSProp
 from validation.checkpoint import load_checkpoint, save_checkpoint
 from validation.data import DATASETS, STANDARDIZE, check_classes, load_dataset
-from validation.derivatives import check_network
+from validation.derivatives import DerivativeCheck, check_network
 from validation.flows import (
     EDGE_TOL,
     CentralFlow,
@@ -341,6 +341,10 @@ class Experiment:
         The run.
     device : torch.device
         Where tensors live.
+    checked : DerivativeCheck, optional
+        The passed :func:`~validation.derivatives.check_run` of this configuration (as
+        ``python -m validation.compare`` makes before any work): the derivatives are not
+        checked again. Without it, or with the check of another configuration, they are.
 
     Raises
     ------
@@ -350,7 +354,8 @@ class Experiment:
         examples of the training set in float64); nothing is measured.
     """
 
-    def __init__(self, config: Config, device: torch.device) -> None:
+    def __init__(self, config: Config, device: torch.device, *,
+                 checked: DerivativeCheck | None = None) -> None:
         self.config = config
         self.device = device
         self.dtype = DTYPES[config.dtype]
@@ -363,8 +368,10 @@ class Experiment:
                                      activation=config.activation,
                                      parametrization=config.parametrization)
         # Refuse a network whose H v or third derivative is wrong before measuring it (a
-        # DerivativeError); the check draws from its own generator.
-        check_network(self.network, data, config.loss)
+        # DerivativeError), unless this configuration's check has passed already; the
+        # check draws from its own generator.
+        if checked is None or checked.config != config:
+            check_network(self.network, data, config.loss)
         self.objective: Objective = make_objective(self.network, data, loss=config.loss,
                                                    dtype=self.dtype, device=device,
                                                    chunk_size=config.chunk_size)
@@ -433,16 +440,16 @@ class Experiment:
                                            tracker=self._tracker(1, seed=10))
         elif config.optimizer in ("adam", "rmsprop"):
             self.adaptive = PreconditionedProbe(
-                self.objective.hvp, lambda op: SharpnessTracker(
-                    op, self.p, k=max(1, config.track_vectors), tol=config.tol,
-                    refresh_every=config.refresh_every,
-                    generator=torch.Generator().manual_seed(config.seed * 1000 + 11)))
+                self.objective.hvp, lambda op: self._tracker(1, seed=11, op=op))
 
-    def _tracker(self, k: int, seed: int, tol: float | None = None) -> SharpnessTracker:
-        """A tracker of at least ``k`` (and ``config.track_vectors``) eigenpairs, with
-        relative residual ``tol`` (default ``config.tol``)."""
+    def _tracker(self, k: int, seed: int, tol: float | None = None,
+                 op=None) -> SharpnessTracker:
+        """A tracker of at least ``k`` (and ``config.track_vectors``) eigenpairs of ``op``
+        (default: the Hessian, ``objective.hvp``), with relative residual ``tol`` (default
+        ``config.tol``), drawing from seed ``config.seed * 1000 + seed``."""
         gen = torch.Generator().manual_seed(self.config.seed * 1000 + seed)
-        return SharpnessTracker(self.objective.hvp, self.p, k=max(k, self.config.track_vectors),
+        return SharpnessTracker(self.objective.hvp if op is None else op, self.p,
+                                k=max(k, self.config.track_vectors),
                                 tol=self.config.tol if tol is None else tol,
                                 refresh_every=self.config.refresh_every, generator=gen)
 
@@ -452,13 +459,7 @@ class Experiment:
         cfg = self.config
 
         def tracker(seed: int):
-            def make(op):
-                return SharpnessTracker(op, self.p, k=max(cfg.eigs, cfg.track_vectors),
-                                        tol=min(cfg.tol, EDGE_TOL),
-                                        refresh_every=cfg.refresh_every,
-                                        generator=torch.Generator().manual_seed(
-                                            cfg.seed * 1000 + seed))
-            return make
+            return lambda op: self._tracker(cfg.eigs, seed, tol=min(cfg.tol, EDGE_TOL), op=op)
 
         kw = {"beta2": cfg.beta2, "eps": cfg.eps}
         self.rf = RMSPropCentralFlow(self.objective, cfg.eta, w, nu, make_tracker=tracker(12),
@@ -819,7 +820,8 @@ def checkpoint_meta(config: Config, device: str | torch.device) -> dict:
 
 def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
                    device: str = "auto", resume: bool = False, progress: bool = False,
-                   stop_after: int | None = None) -> dict:
+                   stop_after: int | None = None,
+                   checked: DerivativeCheck | None = None) -> dict:
     """Run every process of ``config`` to ``config.steps`` and return the records.
 
     Parameters
@@ -839,6 +841,9 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
         Show a tqdm progress bar.
     stop_after : int, optional
         Stop (after checkpointing) once this many steps are done; for tests of resuming.
+    checked : DerivativeCheck, optional
+        The passed :func:`~validation.derivatives.check_run` of ``config``, handed to
+        :class:`Experiment` so that the derivatives are checked once.
 
     Returns
     -------
@@ -857,7 +862,7 @@ def run_experiment(config: Config, *, out_dir: str | os.PathLike | None = None,
     run diverges, the flows and the constrained trajectory stop with it, and the loop
     ends as soon as no other run has steps left.
     """
-    exp = Experiment(config, pick_device(device))
+    exp = Experiment(config, pick_device(device), checked=checked)
     ckpt = os.path.join(os.fspath(out_dir), CHECKPOINT) if out_dir is not None else None
     meta = checkpoint_meta(config, exp.device)
     resumed_from = None

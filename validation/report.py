@@ -171,11 +171,19 @@ def _leaves(obj) -> int:
     return 1
 
 
-def _save(fig, path: str) -> None:
+def save_png(fig, path: str) -> str:
+    """Write the matplotlib figure ``fig`` to ``path`` as PNG (110 dpi, tight bounding box),
+    atomically; close it and return the path."""
+    import matplotlib.pyplot as plt
+
     def _write(tmp: str) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
-    atomic_write(path, _write)
+    try:
+        atomic_write(path, _write)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def write_figures(out_dir: str | os.PathLike, report: dict) -> list:
@@ -233,8 +241,7 @@ def write_figures(out_dir: str | os.PathLike, report: dict) -> list:
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     p = os.path.join(out, "sharpness.png")
-    _save(fig, p)
-    plt.close(fig)
+    save_png(fig, p)
     paths.append(p)
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -258,8 +265,7 @@ def write_figures(out_dir: str | os.PathLike, report: dict) -> list:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     p = os.path.join(out, "loss.png")
-    _save(fig, p)
-    plt.close(fig)
+    save_png(fig, p)
     paths.append(p)
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -283,7 +289,6 @@ def write_figures(out_dir: str | os.PathLike, report: dict) -> list:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     p = os.path.join(out, "oscillation.png")
-    _save(fig, p)
-    plt.close(fig)
+    save_png(fig, p)
     paths.append(p)
     return paths

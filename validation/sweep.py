@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from validation.checkpoint import write_json
+from validation.checkpoint import json_ready, read_json, write_json, write_strict_json
+from validation.cli import OneLineParser
 from validation.experiment import Config
 from validation.preflight import (
     MAX_HOURS,
@@ -328,7 +329,7 @@ def run_configuration(config: Config, device: str = "cpu", *, threads: int = 1,
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc())
     record["seconds"] = round(time.perf_counter() - t0, 3)
-    return _plain(record)
+    return json_ready(record)
 
 
 def _worker_address() -> str | None:
@@ -392,17 +393,6 @@ def measure(results: dict) -> dict:
             "diverged_at": main["diverged_at"], "mean_hvps": float(main["mean_hvps"])}
 
 
-def _plain(obj):
-    """JSON-ready copy: tuples to lists, numpy scalars to Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
 # -- the sweep (client side) --------------------------------------------------------------------
 @dataclass
 class SweepOutcome:
@@ -445,13 +435,12 @@ def result_path(out_dir: str | os.PathLike, key: str) -> str:
 
 def read_result(out_dir: str | os.PathLike, key: str) -> dict | None:
     """The finished record of ``key`` in ``out_dir``, or None (missing or unreadable)."""
-    path = result_path(out_dir, key)
     try:
-        with open(path) as fh:
-            rec = json.load(fh)
-    except (OSError, json.JSONDecodeError):
+        rec = read_json(result_path(out_dir, key))
+    except (OSError, ValueError):
         return None
-    return rec if rec.get("key") == key and rec.get("status") == "done" else None
+    return rec if isinstance(rec, dict) and rec.get("key") == key and \
+        rec.get("status") == "done" else None
 
 
 def run_sweep(entries: list[SweepEntry], out_dir: str | os.PathLike, *, client=None,
@@ -612,11 +601,11 @@ def _store(out_dir: str, entry: SweepEntry, rec: dict, records: dict) -> None:
     """Write a record: a result file when done, ``failed/<key>.json`` when not."""
     failed_path = os.path.join(out_dir, FAILED, f"{entry.key}.json")
     if rec["status"] == "done":
-        write_json(result_path(out_dir, entry.key), rec)
+        write_strict_json(result_path(out_dir, entry.key), rec)
         if os.path.exists(failed_path):
             os.remove(failed_path)
     else:
-        write_json(failed_path, rec)
+        write_strict_json(failed_path, rec)
     records[entry.key] = rec
 
 
@@ -647,7 +636,7 @@ class _Index:
                 row["file"] = os.path.join(FAILED, f"{e.key}.json")
             rows.append(row)
         counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "pending")}
-        write_json(self.path, _plain({"spec": self.spec, "total": len(rows), **counts,
+        write_json(self.path, json_ready({"spec": self.spec, "total": len(rows), **counts,
                                       "configurations": rows}))
 
 
@@ -754,13 +743,6 @@ def _positive_int(value, name: str) -> int:
 
 
 # -- command line -------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''}\n")
-
-
 EPILOG = """\
 spec (JSON):
   {"name": "...", "out": "results/sweeps/...",
@@ -781,9 +763,9 @@ exit status: 0 all done, 1 some failed, 2 bad input, 130 interrupted.
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    p = _Parser(prog="python -m validation.sweep",
-                description="Run a sweep of validation runs as tasks on dask.distributed.",
-                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m validation.sweep",
+                      description="Run a sweep of validation runs as tasks on dask.distributed.",
+                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="JSON spec file (see below)")
     p.add_argument("--out", default=None,
                    help="output folder (default: the spec's 'out', else results/sweeps/NAME)")

@@ -15,8 +15,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from validation.checkpoint import atomic_write
+from validation.checkpoint import write_text
 from validation.predictions import count_statuses
+from validation.report import save_png
 
 FIGURES = ("plateau.png", "sharpening.png", "sharpness.png")
 #: Measurements shown in the table: (record field, column title).
@@ -109,14 +110,7 @@ def write_summary_csv(out_dir: str | os.PathLike, entries: list, records: dict) 
         writer.writeheader()
         for r in rows:
             writer.writerow({k: _cell(v, 10) if v is not None else "" for k, v in r.items()})
-    path = os.path.join(os.fspath(out_dir), "summary.csv")
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(buf.getvalue())
-
-    atomic_write(path, _write)
-    return path
+    return write_text(os.path.join(os.fspath(out_dir), "summary.csv"), buf.getvalue())
 
 
 def _done(entries: list, records: dict) -> list[tuple]:
@@ -187,8 +181,7 @@ def write_figures(out_dir: str | os.PathLike, entries: list, records: dict) -> l
     bx.set_title("Plateau relative to each run's edge", fontsize=10)
     bx.legend(fontsize=8)
     bx.grid(alpha=0.3, which="both")
-    paths.append(_save(fig, os.path.join(out, "plateau.png")))
-    plt.close(fig)
+    paths.append(save_png(fig, os.path.join(out, "plateau.png")))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     rated = [(e, m) for e, m, _ in done if math.isfinite(m["sharpening_rate"])]
@@ -216,8 +209,7 @@ def write_figures(out_dir: str | os.PathLike, entries: list, records: dict) -> l
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"Slope of the sharpness before the edge ({len(rated)} runs; mean over the "
                  "other fields, bars min to max)", fontsize=10)
-    paths.append(_save(fig, os.path.join(out, "sharpening.png")))
-    plt.close(fig)
+    paths.append(save_png(fig, os.path.join(out, "sharpening.png")))
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     etas = sorted({e.config.eta for e, _, _ in done})
@@ -252,8 +244,7 @@ def write_figures(out_dir: str | os.PathLike, entries: list, records: dict) -> l
     ax.set_title(f"Sharpness of every run relative to its edge ({len(done)} runs)",
                  fontsize=10)
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, os.path.join(out, "sharpness.png")))
-    plt.close(fig)
+    paths.append(save_png(fig, os.path.join(out, "sharpness.png")))
     return paths
 
 
@@ -270,11 +261,3 @@ def _plain_ticks(axis, values) -> None:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
-
-
-def _save(fig, path: str) -> str:
-    def _write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-    atomic_write(path, _write)
-    return path

@@ -3,8 +3,6 @@ checks of ``validation.predictions`` read, and the figures' rows must equal the 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -22,10 +20,6 @@ def _rows(res: dict, config) -> dict:
     return {r["name"]: r for r in evaluate(res, config)}
 
 
-def _same(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or a == b
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
@@ -34,7 +28,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def test_sgd_figure_rows_equal_the_check_on_the_live_run():
+def test_sgd_figure_rows_equal_the_check_on_the_live_run(same):
     cfg = Config(optimizer="sgd", eta=0.05, batch_size=10, checks=("batch-sharpness",),
                  **TINY)
     res = run_experiment(cfg)
@@ -47,9 +41,9 @@ def test_sgd_figure_rows_equal_the_check_on_the_live_run():
     assert rebuilt["t"] == list(range(0, 41, 4))
     row = fig12_sgd.summary(cached)
     assert row["holds"] == {k: v["holds"] for k, v in live.items()}
-    assert _same(row["lambda_below"], live["h.below"]["measured"])
-    assert _same(row["gap_measured"], live["h.gap"]["measured"])
-    assert _same(row["gap_predicted"], live["h.gap"]["predicted"])
+    assert same(row["lambda_below"], live["h.below"]["measured"])
+    assert same(row["gap_measured"], live["h.gap"]["measured"])
+    assert same(row["gap_predicted"], live["h.gap"]["predicted"])
     # Independent of the check: the median over the same window, recomputed from the arrays.
     t = cached["stochastic.t"]
     keep = t >= (row["onset"] if row["onset"] is not None else t[-1] / 2)

@@ -1,12 +1,14 @@
 """Shared fixtures of the validation tests: one torch thread, small float64 problems."""
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from validation.data import load_dataset
+from validation.flows import CentralFlow
 from validation.networks import build_network
 from validation.objective import make_objective
 
@@ -60,3 +62,86 @@ def write_pickle():
         return path
 
     return write
+
+
+class _TanhWithoutSecond(torch.autograd.Function):
+    """tanh with the right first derivative, computed from a detached input: its own
+    derivative (tanh's second) is lost, so Hessian-vector products are wrong."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(x.detach()) ** 2)
+
+
+class _TanhPrimeWithoutThird(torch.autograd.Function):
+    """``1 - tanh(x)^2`` whose derivative (tanh's second) is right, but computed from a
+    detached input: tanh's third derivative is lost."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 1 - torch.tanh(x) ** 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        t = torch.tanh(x.detach())
+        return grad * (-2 * t * (1 - t ** 2))
+
+
+class _TanhWithoutThird(torch.autograd.Function):
+    """tanh with right first and second derivatives and a wrong third."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _TanhPrimeWithoutThird.apply(x)
+
+
+@pytest.fixture(scope="session")
+def tanh_without_second():
+    """tanh whose second derivative is lost (wrong ``H v``), for ``ACTIVATIONS["tanh"]``."""
+    return _TanhWithoutSecond.apply
+
+
+@pytest.fixture(scope="session")
+def tanh_without_third():
+    """tanh with right first and second derivatives and a lost third (right ``H v``, wrong
+    ``grad_w (u^T H u)``), for ``ACTIVATIONS["tanh"]``."""
+    return _TanhWithoutThird.apply
+
+
+@pytest.fixture
+def projection_pushes_up(monkeypatch):
+    """The central flow's projection with the wrong sign (a sign error in the stabilising
+    term), in place of ``CentralFlow._project`` for the test."""
+    project = CentralFlow._project
+
+    def pushes_up(self, est, step):
+        before = self.w
+        project(self, est, step)
+        self.w = before - (self.w - before)
+
+    monkeypatch.setattr(CentralFlow, "_project", pushes_up)
+
+
+@pytest.fixture(scope="session")
+def evaluated_config():
+    """``(checks, *, window=20, drop_step=10, loss="mse") -> namespace``: the fields of a
+    :class:`~validation.experiment.Config` that ``validation.predictions.evaluate`` reads."""
+    def make(checks, *, window=20, drop_step=10, loss="mse"):
+        return SimpleNamespace(checks=tuple(checks), window=window, drop_step=drop_step,
+                               loss=loss)
+
+    return make

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import validation.derivatives as derivatives
 import validation.experiment as experiment
 import validation.networks as networks
 from validation.compare import main as compare_main
@@ -50,51 +51,6 @@ def test_the_derivatives_of_every_architecture_match_finite_differences(
     assert res.hvp_error <= TOLERANCE and res.third_error <= TOLERANCE, res
 
 
-class _TanhWithoutSecond(torch.autograd.Function):
-    """tanh with the right first derivative, computed from a detached input: its own
-    derivative (tanh's second) is lost, so Hessian-vector products are wrong."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.tanh(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * (1 - torch.tanh(x.detach()) ** 2)
-
-
-class _TanhPrimeWithoutThird(torch.autograd.Function):
-    """``1 - tanh(x)^2`` whose derivative (tanh's second) is right, but computed from a
-    detached input: tanh's third derivative is lost."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return 1 - torch.tanh(x) ** 2
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        t = torch.tanh(x.detach())
-        return grad * (-2 * t * (1 - t ** 2))
-
-
-class _TanhWithoutThird(torch.autograd.Function):
-    """tanh with right first and second derivatives and a wrong third."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.tanh(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * _TanhPrimeWithoutThird.apply(x)
-
-
 def _one_line_refusal(exc_info, arch, what):
     msg = str(exc_info.value)
     assert "\n" not in msg and f"arch {arch!r}" in msg and what in msg, msg
@@ -103,8 +59,8 @@ def _one_line_refusal(exc_info, arch, what):
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "transformer"])
-def test_a_wrong_second_derivative_is_refused(signals, monkeypatch, arch):
-    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", _TanhWithoutSecond.apply)
+def test_a_wrong_second_derivative_is_refused(signals, monkeypatch, arch, tanh_without_second):
+    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", tanh_without_second)
     net = build_network(arch, signals.input_shape, 10, depth=2, width=8)
     with pytest.raises(DerivativeError) as exc:
         check_network(net, signals, "mse")
@@ -113,8 +69,9 @@ def test_a_wrong_second_derivative_is_refused(signals, monkeypatch, arch):
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "transformer"])
-def test_a_wrong_third_derivative_is_refused_while_h_v_passes(signals, monkeypatch, arch):
-    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", _TanhWithoutThird.apply)
+def test_a_wrong_third_derivative_is_refused_while_h_v_passes(signals, monkeypatch, arch,
+                                                              tanh_without_third):
+    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", tanh_without_third)
     net = build_network(arch, signals.input_shape, 10, depth=2, width=8)
     with pytest.raises(DerivativeError) as exc:
         check_network(net, signals, "mse")
@@ -157,8 +114,8 @@ def test_bad_precision_is_refused(signals):
         check_derivatives(obj, w, arch="mlp", generator=torch.Generator())
 
 
-def test_a_run_is_refused_before_anything_is_measured(monkeypatch):
-    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", _TanhWithoutThird.apply)
+def test_a_run_is_refused_before_anything_is_measured(monkeypatch, tanh_without_third):
+    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", tanh_without_third)
     config = Config(n=40, steps=10, window=4, checks=("edge",))
     with pytest.raises(DerivativeError, match="arch 'mlp': the third derivative"):
         Experiment(config, torch.device("cpu"))
@@ -166,8 +123,9 @@ def test_a_run_is_refused_before_anything_is_measured(monkeypatch):
         check_run(config)
 
 
-def test_the_command_line_refuses_with_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", _TanhWithoutSecond.apply)
+def test_the_command_line_refuses_with_one_line_and_exit_2(monkeypatch, tmp_path, capsys,
+                                                           tanh_without_second):
+    monkeypatch.setitem(networks.ACTIVATIONS, "tanh", tanh_without_second)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exc:
         compare_main(["--n", "40", "--steps", "10", "--window", "4", "--checks", "edge",
@@ -188,3 +146,31 @@ def test_the_check_leaves_the_run_bit_identical(monkeypatch):
     main, bare = checked["runs"]["main"], unchecked["runs"]["main"]
     assert main["loss"] == bare["loss"] and main["sharpness"] == bare["sharpness"]
     assert all(math.isfinite(s) for _, s in main["sharpness"])
+
+
+def test_a_compare_run_checks_once_and_an_experiment_built_alone_checks_itself(
+        monkeypatch, tmp_path):
+    """``python -m validation.compare`` checks before any work and hands its check to the
+    run; an Experiment built without it (sweep, atlas, paper jobs), or with the check of
+    another configuration, checks itself."""
+    calls = []
+    check = derivatives.check_derivatives
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["arch"])
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(derivatives, "check_derivatives", counted)
+    assert compare_main(["--n", "40", "--steps", "4", "--window", "2", "--checks", "edge",
+                         "--out", str(tmp_path / "out"), "--no-progress",
+                         "--no-figures"]) == 0
+    assert calls == ["mlp"]
+    config = Config(n=40, steps=4, window=2, checks=("edge",))
+    Experiment(config, torch.device("cpu"))
+    assert len(calls) == 2
+    passed = check_run(config)
+    Experiment(config, torch.device("cpu"), checked=passed)
+    assert len(calls) == 3
+    Experiment(Config(n=40, steps=4, window=2, width=8, checks=("edge",)),
+               torch.device("cpu"), checked=passed)
+    assert len(calls) == 4

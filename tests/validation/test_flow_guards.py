@@ -14,42 +14,26 @@ def _tracker(obj, w, k=1):
                             generator=torch.Generator().manual_seed(0))
 
 
-def test_a_projection_that_pushes_up_stops_the_flow(tiny, monkeypatch):
+def test_a_projection_that_pushes_up_stops_the_flow(tiny, projection_pushes_up):
     """The correction taken with the wrong sign (a sign error in the stabilising term)
     raises the eigenvalues it should hold at 2/eta; the flow stops once the sharpness is
     10% above the edge, instead of shrinking its steps as the sharpness runs away."""
     obj, w = tiny
     s0 = float(_tracker(obj, w).estimate(w).values[0])
     eta = 2.0 / (0.97 * s0)  # start 3% above the edge
-    project = CentralFlow._project
-
-    def pushes_up(self, est, step):
-        before = self.w
-        project(self, est, step)
-        self.w = before - (self.w - before)
-
-    monkeypatch.setattr(CentralFlow, "_project", pushes_up)
     cf = CentralFlow(obj, eta, w, tracker=_tracker(obj, w, k=2))
     with pytest.raises(FlowRunaway, match="projection does not hold the edge"):
         cf.advance(200)
     assert cf.t < 200
 
 
-def test_a_run_whose_central_flow_runs_away_reports_it(monkeypatch):
+def test_a_run_whose_central_flow_runs_away_reports_it(projection_pushes_up):
     """In a run, the flow's stop is recorded, not raised: GD finishes, the flow's records
     after the stop are NaN, and the central-flow rows fail with the reason."""
     from validation.experiment import Config, run_experiment
     from validation.predictions import evaluate
     from validation.report import format_table
 
-    project = CentralFlow._project
-
-    def pushes_up(self, est, step):
-        before = self.w
-        project(self, est, step)
-        self.w = before - (self.w - before)
-
-    monkeypatch.setattr(CentralFlow, "_project", pushes_up)
     cfg = Config(n=300, width=32, eta=0.4, steps=320, track_every=3, window=60,
                  checks=("edge", "central-flow", "flow-distance"))
     res = run_experiment(cfg, device="cpu")

@@ -9,7 +9,6 @@ past each stated tolerance.
 
 import math
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -303,8 +302,8 @@ def _everything(optimizer):
 @pytest.mark.parametrize(("optimizer", "edge"), [("gd", "2/eta"),
                                                  ("heavy_ball", "2(1+beta)/eta"),
                                                  ("nesterov", "(2+2beta)/((1+2beta)eta)")])
-def test_evaluate_runs_every_check_once_under_its_name(optimizer, edge):
-    config = SimpleNamespace(checks=ALL_CHECKS, window=20, drop_step=10, loss="mse")
+def test_evaluate_runs_every_check_once_under_its_name(optimizer, edge, evaluated_config):
+    config = evaluated_config(ALL_CHECKS)
     rows = evaluate(_everything(optimizer), config)
     assert [r["name"] for r in rows] == [
         "a.rise", "a.plateau", "a.band", "b.rise", "b.plateau", "b.band",
@@ -326,7 +325,7 @@ def test_evaluate_runs_every_check_once_under_its_name(optimizer, edge):
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS)
-def test_evaluate_runs_only_the_configured_checks(check):
-    config = SimpleNamespace(checks=(check,), window=20, drop_step=10, loss="mse")
+def test_evaluate_runs_only_the_configured_checks(check, evaluated_config):
+    config = evaluated_config((check,))
     rows = evaluate(_everything("gd"), config)
     assert rows and {r["check"] for r in rows} == {check}

@@ -1,5 +1,4 @@
 import math
-from types import SimpleNamespace
 
 import pytest
 
@@ -134,10 +133,9 @@ def test_drop_rows():
     assert not any(_holds(drop_rows(stuck, 100)).values())
 
 
-def test_evaluate_fails_every_row_of_a_diverged_main_run():
-    config = SimpleNamespace(checks=("edge", "central-flow", "self-stabilization",
-                                     "flow-distance", "constrained"), window=WINDOW,
-                             loss="mse")
+def test_evaluate_fails_every_row_of_a_diverged_main_run(evaluated_config):
+    config = evaluated_config(("edge", "central-flow", "self-stabilization", "flow-distance",
+                               "constrained"), window=WINDOW)
     rows = evaluate(_results(), config)
     assert len(rows) == 10 and all(r["holds"] for r in rows), rows
     diverged = evaluate(_results(diverged_at=205), config)
@@ -208,11 +206,11 @@ def test_self_stabilization_flow_distance_and_constrained_rows():
     assert math.isnan(con["measured"]) and not con["holds"]
 
 
-def test_evaluate_runs_the_configured_checks():
+def test_evaluate_runs_the_configured_checks(evaluated_config):
     res = _records()
     res["runs"]["drop"] = _run([5, 8, 7, 10.5, 10, 9.9, 10.1])
-    config = SimpleNamespace(checks=("edge", "drop", "self-stabilization", "constrained"),
-                             drop_step=5, window=20, loss="mse")
+    config = evaluated_config(("edge", "drop", "self-stabilization", "constrained"),
+                              drop_step=5)
     names = [r["name"] for r in evaluate(res, config)]
     assert names == ["a.rise", "a.plateau", "a.band", "c.rise", "c.plateau", "c.band",
                      "e.oscillation", "g.distance"]
@@ -312,10 +310,9 @@ def test_drop_rows_not_applicable_when_the_main_run_diverged_before_the_drop():
     assert set(_status(drop_rows(res, 100)).values()) == {"holds"}
 
 
-def test_evaluate_counts_statuses():
-    config = SimpleNamespace(checks=("edge", "central-flow", "self-stabilization",
-                                     "flow-distance", "constrained"), window=WINDOW,
-                             loss="mse")
+def test_evaluate_counts_statuses(evaluated_config):
+    config = evaluated_config(("edge", "central-flow", "self-stabilization", "flow-distance",
+                               "constrained"), window=WINDOW)
     assert count_statuses(evaluate(_results(), config)) == {
         "held": 10, "failed": 0, "not_applicable": 0, "total": 10}
     assert count_statuses(evaluate(_results(diverged_at=205), config)) == {

@@ -131,17 +131,7 @@ def test_bad_input_is_rejected(tiny, kwargs, match):
         RMSPropCentralFlow(obj, 0.1, w, nu0, make_tracker=_make_tracker(w.numel()), **args)
 
 
-def _same(a, b):
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b
-
-
-def test_a_resumed_run_has_the_flows_of_an_uninterrupted_one(tmp_path):
+def test_a_resumed_run_has_the_flows_of_an_uninterrupted_one(tmp_path, same):
     from validation.experiment import Config, run_experiment
 
     cfg = Config(dataset="synthetic", n=60, width=16, steps=40, window=10, track_every=4,
@@ -155,7 +145,7 @@ def test_a_resumed_run_has_the_flows_of_an_uninterrupted_one(tmp_path):
     run_experiment(cfg, out_dir=tmp_path, stop_after=35)
     c = run_experiment(cfg, out_dir=tmp_path, resume=True)
     assert c["resumed_from"] == 30
-    assert _same(a["records"], c["records"]) and _same(a["rmsprop_flow"], c["rmsprop_flow"])
+    assert same(a["records"], c["records"]) and same(a["rmsprop_flow"], c["rmsprop_flow"])
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 
 from validation.experiment import Config, run_experiment
 from validation.predictions import evaluate
@@ -13,20 +12,8 @@ TINY = dict(dataset="synthetic", n=60, width=16, steps=40, window=10, track_ever
             seed=SEED)
 
 
-def _same(a, b):
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return a == b
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
-def test_same_seed_same_bits_and_a_resumed_run_is_the_same(optimizer, tmp_path):
+def test_same_seed_same_bits_and_a_resumed_run_is_the_same(optimizer, tmp_path, same):
     checks = ("batch-sharpness",) if optimizer == "sgd" else ("preconditioned-edge",)
     # Two sampled batches per batch-sharpness estimate (not 8): the measuring sampler's
     # state is saved and restored the same, at a quarter of the products.
@@ -35,15 +22,15 @@ def test_same_seed_same_bits_and_a_resumed_run_is_the_same(optimizer, tmp_path):
     a = run_experiment(cfg)
     b = run_experiment(cfg)
     key = "stochastic" if optimizer == "sgd" else "adaptive"
-    assert _same(a["runs"], b["runs"]) and _same(a[key], b[key])
+    assert same(a["runs"], b["runs"]) and same(a[key], b[key])
     assert len(a[key]["t"]) == (11 if optimizer == "sgd" else 10)  # t = 0, 4, ..., 40
     run_experiment(cfg, out_dir=tmp_path, stop_after=25)
     c = run_experiment(cfg, out_dir=tmp_path, resume=True)
     assert c["resumed_from"] == 20
-    assert _same(a["runs"], c["runs"]) and _same(a[key], c[key])
+    assert same(a["runs"], c["runs"]) and same(a[key], c[key])
     other = run_experiment(Config(**{**cfg.to_dict(), "classes": None, "checks": checks,
                                      "seed": SEED + 1}))
-    assert not _same(a["runs"]["main"]["loss"], other["runs"]["main"]["loss"])
+    assert not same(a["runs"]["main"]["loss"], other["runs"]["main"]["loss"])
 
 
 def test_preconditioned_edge_on_a_small_network():
