@@ -30,10 +30,10 @@ sizes, and logistic regression. Every figure and every number below is produced 
 `python -m paper` from cached results named after their configuration. Where a figure has
 a critical sharpness (2/η for GD) or a critical step size, it is drawn as a dashed line
 (in Figure 4's phase planes the edge is the axis y = 0; Figures 10(a, b) and 14 have
-none). Every real-network result is one seed of one setting, a tanh MLP whose read-out
-starts at zero; with the standard read-out initialisation the same network starts above
-its edge and does not sharpen (README, "The atlas"), so these figures show where the
-phenomenon appears, not how common it is."""
+none). Figures 1–3 and 5 are single runs of one setting, a tanh MLP whose read-out
+starts at zero: they show where the phenomenon appears, not how common it is. Figure 15,
+the atlas, asks how common: the same checks over four architectures, two losses, two
+read-out initialisations and two parametrisations, three seeds each, on short runs."""
 
 
 #: The related-work paragraph: which figure reproduces what, from which paper. ``{name}``
@@ -42,7 +42,9 @@ RELATED_WORK = """\
 The real-network figures reproduce, on a smaller network and data set, the phenomena that
 Cohen et al. (arXiv 2103.00065) reported: progressive sharpening and the edge of stability
 ({sharpening}), re-sharpening after a step-size drop ({drop}), the critical sharpness of
-momentum ({momentum}) and the effect of width, depth and data size ({ablations}). Their
+momentum ({momentum}) and the effect of width, depth and data size ({ablations}); and,
+like their cross-entropy experiments, the atlas ({atlas}) tests the edge across
+architectures and losses, at a far smaller scale. Their
 sequel on adaptive methods (arXiv 2207.14484) supplies Adam's preconditioned threshold
 ({adam}), and Andreyev & Beneventano (arXiv 2412.20553) the batch sharpness of SGD
 ({sgd}). The mechanism is the self-stabilization of Damian et al. (arXiv 2209.15594),

@@ -31,6 +31,7 @@ from validation.atlas import (
     main,
     run_atlas,
 )
+from validation.checkpoint import read_json
 from validation.experiment import Experiment
 from validation.sweep import config_from_fields
 
@@ -75,8 +76,7 @@ def _results(out) -> list[dict]:
     folder = os.path.join(out, "results")
     recs = []
     for name in sorted(os.listdir(folder)):
-        with open(os.path.join(folder, name)) as fh:
-            recs.append(json.load(fh))
+        recs.append(read_json(os.path.join(folder, name)))
     return recs
 
 
