@@ -40,7 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from validation.checkpoint import atomic_write, write_json
+from validation.checkpoint import write_json, write_text
+from validation.cli import OneLineParser
 from validation.preflight import MAX_HOURS, check_output_folder, data_info, estimate, usable_cores
 
 #: Architectures of the atlas: name -> fields of :class:`~validation.experiment.Config`.
@@ -497,7 +498,7 @@ def write_atlas(out_dir: str, runs: list[Run], records: dict) -> list[str]:
     """Write :data:`CSV`, :data:`MD` and :data:`PNG` into ``out_dir``; return their paths."""
     lines = aggregate(runs, records)
     paths = [_write_csv(os.path.join(out_dir, CSV), lines),
-             _write_text(os.path.join(out_dir, MD), format_markdown(lines, runs, records))]
+             write_text(os.path.join(out_dir, MD), format_markdown(lines, runs, records))]
     paths.append(draw_heatmap(os.path.join(out_dir, PNG), lines, runs))
     return paths
 
@@ -515,16 +516,7 @@ def _write_csv(path: str, lines: list[dict]) -> str:
     writer.writeheader()
     for line in lines:
         writer.writerow({k: _fmt(v) for k, v in line.items()})
-    return _write_text(path, buf.getvalue())
-
-
-def _write_text(path: str, text: str) -> str:
-    def _write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(text)
-
-    atomic_write(path, _write)
-    return path
+    return write_text(path, buf.getvalue())
 
 
 def _row_order(lines: list[dict]) -> list[str]:
@@ -665,23 +657,12 @@ def draw_heatmap(path: str, lines: list[dict], runs: list[Run]) -> str:
     seeds = len({r.seed for r in runs})
     ax.set_title(f"Where each prediction holds: {len(settings)} settings x {seeds} seed(s); "
                  "cell text: median error; grey: not applicable", fontsize=9)
+    from validation.report import save_png
 
-    def _write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-
-    atomic_write(path, _write)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=130)
 
 
 # -- command line -------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0] if message else ''}\n")
-
-
 EPILOG = f"""\
 default matrix: architectures {', '.join(ARCHS)} x losses {', '.join(LOSSES)} x read-out
 initialisations {', '.join(READOUTS)} x parametrisations {', '.join(PARAMETRIZATIONS)} x
@@ -700,7 +681,7 @@ exit status: 0 all done, 1 some run failed, 2 bad input, 130 interrupted.
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    p = _Parser(prog="python -m validation.atlas",
+    p = OneLineParser(prog="python -m validation.atlas",
                 description="Where each edge-of-stability prediction holds: a matrix of "
                             "settings x seeds on the sweep machinery.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -787,24 +768,14 @@ def main(argv: list[str] | None = None) -> int:
              else f", {where}") + f"; results in {out}", flush=True)
     if args.estimate:
         return 0
-    from validation.sweep import connect
+    from validation.sweep import run_with_client
 
-    try:
-        client = connect(args.scheduler)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        outcome = run_atlas(settings, seeds, run, out, client=client, workers=args.workers,
-                            progress=not args.no_progress)
-    except ValueError as exc:
-        parser.error(str(exc))
-    except KeyboardInterrupt:
-        print(f"interrupted; finished results are in {out}; rerun the same command to "
-              "resume", file=sys.stderr)
+    outcome = run_with_client(
+        parser, args.scheduler, out,
+        lambda client: run_atlas(settings, seeds, run, out, client=client,
+                                 workers=args.workers, progress=not args.no_progress))
+    if outcome is None:
         return 130
-    finally:
-        if client is not None:
-            client.close()
     for path in outcome.files:
         print(f"wrote {path}")
     for r in outcome.failed:

@@ -171,13 +171,13 @@ def _leaves(obj) -> int:
     return 1
 
 
-def save_png(fig, path: str) -> str:
-    """Write the matplotlib figure ``fig`` to ``path`` as PNG (110 dpi, tight bounding box),
-    atomically; close it and return the path."""
+def save_png(fig, path: str, *, dpi: int = 110) -> str:
+    """Write the matplotlib figure ``fig`` to ``path`` as PNG (``dpi``, tight bounding
+    box), atomically; close it and return the path."""
     import matplotlib.pyplot as plt
 
     def _write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
 
     try:
         atomic_write(path, _write)

@@ -725,6 +725,30 @@ def connect(scheduler: str | None):
         raise ValueError(f"cannot reach the scheduler at {scheduler}: {exc}") from None
 
 
+def run_with_client(parser: argparse.ArgumentParser, scheduler: str | None, out: str, work):
+    """The cluster part of a command line: connect to ``scheduler`` (:func:`connect`),
+    return ``work(client)`` and close the client.
+
+    A ValueError, from connecting or from ``work``, becomes ``parser.error`` (one line,
+    exit status 2). On Ctrl-C it prints where the finished results are and returns None.
+    """
+    try:
+        client = connect(scheduler)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        return work(client)
+    except ValueError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        print(f"interrupted; finished results are in {out}; rerun the same command to "
+              "resume", file=sys.stderr)
+        return None
+    finally:
+        if client is not None:
+            client.close()
+
+
 def _warn_without_gpus(client, todo: list) -> None:
     need = sum(1 for e in todo if e.resources)
     if not need:
@@ -838,25 +862,15 @@ def main(argv: list[str] | None = None) -> int:
         records = {e.key: rec for e in entries if (rec := read_result(out, e.key)) is not None}
         print(format_summary(entries, records))
         return 0
-    try:
-        client = connect(args.scheduler)
-    except ValueError as exc:
-        parser.error(str(exc))
-    print(f"{len(entries)} configuration(s); results in {out}", flush=True)
-    try:
-        outcome = run_sweep(entries, out, client=client, workers=args.workers,
-                            resume=not args.force,
-                            checkpoints=args.checkpoints, progress=not args.no_progress,
-                            spec=spec, dashboard=args.dashboard)
-    except ValueError as exc:
-        parser.error(str(exc))
-    except KeyboardInterrupt:
-        print(f"interrupted; finished results are in {out}; rerun the same command to "
-              "resume", file=sys.stderr)
+    def work(client):
+        print(f"{len(entries)} configuration(s); results in {out}", flush=True)
+        return run_sweep(entries, out, client=client, workers=args.workers,
+                         resume=not args.force, checkpoints=args.checkpoints,
+                         progress=not args.no_progress, spec=spec, dashboard=args.dashboard)
+
+    outcome = run_with_client(parser, args.scheduler, out, work)
+    if outcome is None:
         return 130
-    finally:
-        if client is not None:
-            client.close()
     print(format_summary(entries, outcome.records))
     csv_path = write_summary_csv(out, entries, outcome.records)
     print(f"index: {outcome.index}")

@@ -433,3 +433,29 @@ def test_the_command_on_a_local_cluster(tmp_path, full):
     entries = expand_spec(_load(spec_path))
     assert f"{len(entries)} done, 0 failed, 0 pending" in proc.stdout
     assert all(read_result(out, e.key) is not None for e in entries)
+
+
+def test_the_cluster_part_of_a_command_line(capsys):
+    """run_with_client returns the work's value; a ValueError is one line and exit 2; Ctrl-C
+    says where the finished results are and returns None (the command exits 130)."""
+    from validation.cli import OneLineParser
+    from validation.sweep import run_with_client
+
+    parser = OneLineParser(prog="cmd")
+    seen = []
+    assert run_with_client(parser, None, "OUT", lambda c: seen.append(c) or 7) == 7
+    assert seen == [None]                      # no scheduler: the work starts a local cluster
+
+    def bad(client):
+        raise ValueError("bad input\nsecond line")
+
+    with pytest.raises(SystemExit) as exc:
+        run_with_client(parser, None, "OUT", bad)
+    assert exc.value.code == 2 and capsys.readouterr().err == "cmd: error: bad input\n"
+
+    def interrupted(client):
+        raise KeyboardInterrupt
+
+    assert run_with_client(parser, None, "OUT", interrupted) is None
+    assert capsys.readouterr().err == ("interrupted; finished results are in OUT; rerun the "
+                                       "same command to resume\n")
